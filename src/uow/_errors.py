@@ -1,0 +1,137 @@
+"""The errors and warnings that uow raises.
+
+Every error is a :class:`UnitOfWorkError`; most also subclass the builtin or SQLAlchemy exception that
+code already catches for the same condition::
+
+    UnitOfWorkError
+     ├── StateError                (also RuntimeError)   a unit used outside its block, reentered, ...
+     ├── NotFoundError             (also LookupError)    get_one() / one() found nothing
+     ├── MultipleResultsError      (also LookupError)    one() found more than one row
+     ├── InvalidArgumentError      (also ValueError)     a repository call that cannot be turned into SQL
+     │    └── InvalidFieldError                          a field name that is not a mapped column
+     └── IntegrityError            (also sqlalchemy.exc.IntegrityError)
+          └── DuplicateKeyError                          a primary-key or unique constraint was violated
+
+    UncommittedWorkWarning         (a UserWarning)       a block ended with work that was never committed
+
+Errors translated from the database keep the original SQLAlchemy exception as ``__cause__`` and carry
+its ``statement``, ``params`` and ``orig`` (the driver's exception).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import exc as sa_exc
+
+__all__ = [
+    "DuplicateKeyError",
+    "IntegrityError",
+    "InvalidArgumentError",
+    "InvalidFieldError",
+    "MultipleResultsError",
+    "NotFoundError",
+    "StateError",
+    "UncommittedWorkWarning",
+    "UnitOfWorkError",
+]
+
+
+class UnitOfWorkError(Exception):
+    """The root of every error that uow raises."""
+
+
+class StateError(UnitOfWorkError, RuntimeError):
+    """A unit of work was used in a state that does not allow it.
+
+    Raised for ``commit()``, ``rollback()``, ``session`` or ``repository()`` outside an active ``with``
+    block, and for entering a unit that is already active. The message says what to do instead.
+    """
+
+
+class NotFoundError(UnitOfWorkError, LookupError):
+    """A lookup that must find exactly one object found none.
+
+    Attributes:
+        model: The mapped class that was searched.
+        criteria: A readable description of what was searched for.
+    """
+
+    def __init__(self, model: type[Any], criteria: str) -> None:
+        self.model = model
+        self.criteria = criteria
+        super().__init__(f"no {model.__name__} found for {criteria}")
+
+
+class MultipleResultsError(UnitOfWorkError, LookupError):
+    """A lookup that must find exactly one object found several.
+
+    Attributes:
+        model: The mapped class that was searched.
+        criteria: A readable description of what was searched for.
+    """
+
+    def __init__(self, model: type[Any], criteria: str) -> None:
+        self.model = model
+        self.criteria = criteria
+        super().__init__(f"more than one {model.__name__} found for {criteria}; expected exactly one")
+
+
+class InvalidArgumentError(UnitOfWorkError, ValueError):
+    """A repository call received an argument that cannot be turned into a safe query.
+
+    Nothing is sent to the database and the session is left as it was.
+    """
+
+
+class InvalidFieldError(InvalidArgumentError):
+    """A field name given as a string is not a mapped column of the model.
+
+    Attributes:
+        model: The mapped class whose fields were checked.
+        field: The rejected name, exactly as given.
+    """
+
+    def __init__(self, model: type[Any], field: str, *, usage: str = "field") -> None:
+        self.model = model
+        self.field = field
+        super().__init__(
+            f"{model.__name__} has no mapped column {field!r} to use as a {usage}; "
+            "string names must be column attributes of the model "
+            "(pass a SQLAlchemy expression for anything else)"
+        )
+
+
+class IntegrityError(UnitOfWorkError, sa_exc.IntegrityError):
+    """The database rejected a change because it violates an integrity constraint.
+
+    Also a :class:`sqlalchemy.exc.IntegrityError`, so existing handlers keep working. The SQLAlchemy
+    exception it was translated from is its ``__cause__``; ``orig`` is the driver's exception.
+    """
+
+    @classmethod
+    def from_sqlalchemy(cls, error: sa_exc.DBAPIError) -> IntegrityError:
+        """Build the translated error from the SQLAlchemy exception, keeping all of its details."""
+        translated = cls(
+            error.statement,
+            error.params,
+            error.orig,  # type: ignore[arg-type]  # a DBAPIError always carries the driver's error
+            hide_parameters=error.hide_parameters,
+            connection_invalidated=error.connection_invalidated,
+            code=error.code,
+            ismulti=error.ismulti,
+        )
+        translated.detail = list(error.detail)
+        return translated
+
+
+class DuplicateKeyError(IntegrityError):
+    """A primary-key or unique constraint was violated: the row already exists."""
+
+
+class UncommittedWorkWarning(UserWarning):
+    """A unit of work's block ended normally while it still held work that was never committed.
+
+    The work was rolled back. Call ``unit.commit()`` before the block ends to keep it, or
+    ``unit.rollback()`` to discard it on purpose and silence this warning.
+    """

@@ -1,0 +1,384 @@
+"""Typed repositories: the everyday reads and writes of one mapped class, with safe filtering."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar
+
+from sqlalchemy import ColumnElement, Select, func, inspect, literal, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Mapper, QueryableAttribute, Session
+
+from uow._classify import translate
+from uow._errors import (
+    InvalidArgumentError,
+    InvalidFieldError,
+    MultipleResultsError,
+    NotFoundError,
+)
+
+__all__ = ["OrderBy", "Repository"]
+
+T = TypeVar("T")
+
+OrderItem: TypeAlias = "str | ColumnElement[Any] | QueryableAttribute[Any]"
+OrderBy: TypeAlias = "OrderItem | Sequence[OrderItem] | None"
+"""What ``order_by`` accepts: a field name (``"name"``, ``"-name"`` for descending), a column
+expression (``User.name``, ``User.name.desc()``), or a sequence of these."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    """What a repository needs to know about its mapped class, worked out once per class."""
+
+    cls: type[Any]
+    columns: dict[str, QueryableAttribute[Any]]
+    select: Select[Any]
+    count: Select[Any]
+    exists: Select[Any]
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+
+_MODELS: dict[type[Any], _Model] = {}
+
+
+def _model_of(cls: Any) -> _Model:
+    model = _MODELS.get(cls)
+    if model is not None:
+        return model
+    mapper: object = inspect(cls, raiseerr=False) if isinstance(cls, type) else None
+    if not isinstance(mapper, Mapper) or mapper.class_ is not cls:
+        raise InvalidArgumentError(
+            f"a repository needs a mapped class, got {cls!r}; "
+            "map it with DeclarativeBase or registry.mapped first"
+        )
+    # Keys come from the mapper, never from user input: this is the only getattr on the model.
+    columns = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
+    model = _Model(
+        cls=cls,
+        columns=columns,
+        select=select(cls),
+        count=select(func.count()).select_from(cls),
+        exists=select(literal(1)).select_from(cls),
+    )
+    _MODELS[cls] = model
+    return model
+
+
+def raise_translated(error: sa_exc.DBAPIError) -> NoReturn:
+    """Raise the uow error that stands for ``error`` (chained to it), or ``error`` itself."""
+    translated = translate(error)
+    if translated is None:
+        raise error
+    raise translated from error
+
+
+def _is_expression(value: object) -> bool:
+    return isinstance(value, ColumnElement) or hasattr(value, "__clause_element__")
+
+
+class _RepositoryCore(Generic[T]):
+    """The rules shared by the sync and async repositories: model, validation, statement building."""
+
+    _default_model: ClassVar[type[Any] | None] = None
+
+    model: type[T]
+    """The mapped class this repository reads and writes."""
+
+    _info: _Model
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, _RepositoryCore):
+                args = typing.get_args(base)
+                if args and isinstance(args[0], type):
+                    cls._default_model = args[0]
+                    return
+
+    def _bind_model(self, model: type[T] | None) -> _Model:
+        cls = model if model is not None else self._default_model
+        if cls is None:
+            raise InvalidArgumentError(
+                f"{type(self).__name__} does not know its model: subclass it as "
+                f"{type(self).__name__}[MyModel] or pass the mapped class as model="
+            )
+        self._info = _model_of(cls)
+        self.model = cls
+        return self._info
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.model.__name__}>"
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _check_instance(self, obj: object, action: str) -> None:
+        if not isinstance(obj, self.model):
+            raise InvalidArgumentError(
+                f"{type(self).__name__}.{action}() takes {self.model.__name__} instances, "
+                f"got {type(obj).__name__}"
+            )
+
+    def _criteria(self, where: tuple[object, ...], equals: dict[str, Any]) -> list[Any]:
+        info = self._info
+        clauses: list[Any] = []
+        for clause in where:
+            if not _is_expression(clause):
+                raise InvalidArgumentError(
+                    f"filters of {info.name} must be SQLAlchemy expressions such as "
+                    f"{info.name}.name == 'x', or keyword arguments; got {clause!r}"
+                    + (" (raw SQL strings are never accepted)" if isinstance(clause, str) else "")
+                )
+            clauses.append(clause)
+        columns = info.columns
+        for name, value in equals.items():
+            column = columns.get(name)
+            if column is None:
+                raise InvalidFieldError(info.cls, name, usage="filter")
+            clauses.append(column == value)
+        return clauses
+
+    def _ordering(self, order_by: OrderBy) -> list[Any]:
+        if order_by is None:
+            return []
+        items: Sequence[OrderItem]
+        if isinstance(order_by, str) or _is_expression(order_by):
+            items = (order_by,)  # type: ignore[assignment]  # narrowed by the checks above
+        elif isinstance(order_by, list | tuple):
+            items = order_by
+        else:
+            raise InvalidArgumentError(
+                f"order_by takes field names, column expressions or a list of them; got {order_by!r}"
+            )
+        info = self._info
+        ordering: list[Any] = []
+        for item in items:
+            if isinstance(item, str):
+                descending = item.startswith("-")
+                name = item[1:] if descending else item
+                column = info.columns.get(name)
+                if column is None:
+                    raise InvalidFieldError(info.cls, item, usage="sort key")
+                ordering.append(column.desc() if descending else column)
+            elif _is_expression(item):
+                ordering.append(item)
+            else:
+                raise InvalidArgumentError(
+                    f"order_by items must be field names or column expressions; got {item!r}"
+                )
+        return ordering
+
+    @staticmethod
+    def _check_count(name: str, value: int | None) -> None:
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise InvalidArgumentError(f"{name} must be a non-negative int or None, got {value!r}")
+
+    # -- statements -----------------------------------------------------------------------------
+
+    def _select(
+        self,
+        where: tuple[ColumnElement[bool], ...],
+        equals: dict[str, Any],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> Select[Any]:
+        statement = self._info.select
+        if where or equals:
+            statement = statement.where(*self._criteria(where, equals))
+        if order_by is not None:
+            statement = statement.order_by(*self._ordering(order_by))
+        if limit is not None:
+            self._check_count("limit", limit)
+            statement = statement.limit(limit)
+        if offset is not None:
+            self._check_count("offset", offset)
+            statement = statement.offset(offset)
+        return statement
+
+    def _count(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> Select[Any]:
+        statement = self._info.count
+        if where or equals:
+            statement = statement.where(*self._criteria(where, equals))
+        return statement
+
+    def _exists(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> Select[Any]:
+        statement = self._info.exists
+        if where or equals:
+            statement = statement.where(*self._criteria(where, equals))
+        return select(statement.exists())
+
+    def _describe(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> str:
+        parts = [str(clause) for clause in where]
+        parts.extend(f"{name}={value!r}" for name, value in equals.items())
+        return ", ".join(parts) if parts else "no criteria"
+
+    def _not_found(self, ident: Any) -> NotFoundError:
+        return NotFoundError(self.model, f"identity {ident!r}")
+
+
+class Repository(_RepositoryCore[T]):
+    """Reads and writes the objects of one mapped class through a :class:`~sqlalchemy.orm.Session`.
+
+    Build one with ``unit.repository(User)``, or subclass it to add queries of your own::
+
+        class UserRepository(Repository[User]):
+            def named(self, name: str) -> list[User]:
+                return self.list(name=name, order_by="id")
+
+    A repository never commits: committing is the unit of work's job. Its methods flush only when the
+    session autoflushes, exactly as the same plain-SQLAlchemy calls would.
+
+    Filters are the same for :meth:`list`, :meth:`first`, :meth:`one`, :meth:`count` and
+    :meth:`exists`: SQLAlchemy expressions as positional arguments (``User.name.like("b%")``) and
+    column equality as keyword arguments (``name="Bob"``; ``None`` means ``IS NULL``). Keyword names and
+    string sort keys must be mapped columns of the model; anything else raises
+    :class:`~uow.InvalidFieldError` before any SQL is built. Integrity violations raised while these
+    methods flush are translated as by :meth:`UnitOfWork.commit`.
+    """
+
+    session: Session
+    """The session this repository works in."""
+
+    def __init__(self, session: Session, model: type[T] | None = None) -> None:
+        """Bind the repository to ``session``.
+
+        Args:
+            session: The session to work in; usually the unit of work's.
+            model: The mapped class; required unless the subclass names it as ``Repository[Model]``.
+
+        Raises:
+            InvalidArgumentError: The model is missing or is not a mapped class.
+        """
+        self._bind_model(model)
+        self.session = session
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def add(self, obj: T) -> T:
+        """Add ``obj`` to the session, to be inserted at the next flush; returns ``obj``.
+
+        Raises:
+            InvalidArgumentError: ``obj`` is not an instance of the model.
+        """
+        self._check_instance(obj, "add")
+        self.session.add(obj)
+        return obj
+
+    def add_all(self, objs: Iterable[T]) -> list[T]:
+        """Add every object of ``objs`` to the session; returns them as a list.
+
+        Raises:
+            InvalidArgumentError: One of them is not an instance of the model; none is added then.
+        """
+        added = list(objs)
+        for obj in added:
+            self._check_instance(obj, "add_all")
+        self.session.add_all(added)
+        return added
+
+    def remove(self, obj: T) -> None:
+        """Mark ``obj`` for deletion at the next flush.
+
+        Raises:
+            InvalidArgumentError: ``obj`` is not an instance of the model, or was never persisted.
+        """
+        self._check_instance(obj, "remove")
+        if inspect(obj).transient:
+            raise InvalidArgumentError(
+                f"cannot remove a {self.model.__name__} that was never added or loaded"
+            )
+        self.session.delete(obj)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, ident: Any) -> T | None:
+        """The object with primary key ``ident``, or ``None``.
+
+        Looks in the session's identity map first and only queries the database on a miss, as
+        :meth:`Session.get <sqlalchemy.orm.Session.get>` does. A composite key is a tuple, or a dict
+        of column names.
+        """
+        try:
+            return self.session.get(self.model, ident)
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+
+    def get_one(self, ident: Any) -> T:
+        """The object with primary key ``ident``.
+
+        Raises:
+            NotFoundError: There is none; the message names the model and the identity.
+        """
+        obj = self.get(ident)
+        if obj is None:
+            raise self._not_found(ident)
+        return obj
+
+    def list(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        **equals: Any,
+    ) -> list[T]:
+        """The objects that match every filter, in ``order_by`` order, paged by ``limit``/``offset``.
+
+        Without ``order_by`` the order is whatever the database returns.
+        """
+        statement = self._select(where, equals, order_by, limit, offset)
+        try:
+            found: list[T] = list(self.session.scalars(statement).all())
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+        return found
+
+    def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
+        """The first object that matches, in ``order_by`` order, or ``None`` when none does."""
+        statement = self._select(where, equals, order_by, 1)
+        try:
+            first: T | None = self.session.scalars(statement).first()
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+        return first
+
+    def one(self, *where: ColumnElement[bool], **equals: Any) -> T:
+        """The only object that matches.
+
+        Raises:
+            NotFoundError: None matches.
+            MultipleResultsError: More than one matches.
+        """
+        statement = self._select(where, equals)
+        try:
+            one: T = self.session.scalars(statement).one()
+        except sa_exc.NoResultFound as exc:
+            raise NotFoundError(self.model, self._describe(where, equals)) from exc
+        except sa_exc.MultipleResultsFound as exc:
+            raise MultipleResultsError(self.model, self._describe(where, equals)) from exc
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+        return one
+
+    def count(self, *where: ColumnElement[bool], **equals: Any) -> int:
+        """How many objects match."""
+        statement = self._count(where, equals)
+        try:
+            return self.session.scalar(statement) or 0
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+
+    def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool:
+        """Whether at least one object matches."""
+        statement = self._exists(where, equals)
+        try:
+            return bool(self.session.scalar(statement))
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)

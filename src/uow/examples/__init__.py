@@ -1,0 +1,1 @@
+"""Runnable examples; ``python -m uow.examples.users`` runs the reference scenario."""
