@@ -17,10 +17,12 @@ from uow._errors import (
     UncommittedWorkWarning,
     UnitOfWorkError,
 )
-from uow._repository import OrderBy, Repository
-from uow._unit import UnitOfWork
+from uow._repository import AsyncRepository, OrderBy, Repository
+from uow._unit import AsyncUnitOfWork, UnitOfWork
 
 __all__ = [
+    "AsyncRepository",
+    "AsyncUnitOfWork",
     "DuplicateKeyError",
     "IntegrityError",
     "InvalidArgumentError",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, inspect, literal, select
 from sqlalchemy import exc as sa_exc
@@ -17,9 +17,13 @@ from uow._errors import (
     InvalidFieldError,
     MultipleResultsError,
     NotFoundError,
+    StateError,
 )
 
-__all__ = ["OrderBy", "Repository"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["AsyncRepository", "OrderBy", "Repository"]
 
 T = TypeVar("T")
 
@@ -124,6 +128,16 @@ class _RepositoryCore(Generic[T]):
                 f"{type(self).__name__}.{action}() takes {self.model.__name__} instances, "
                 f"got {type(obj).__name__}"
             )
+
+    def _pending_removal(self, obj: object) -> bool:
+        """Check ``obj`` can be removed; whether it is pending (added, never flushed)."""
+        self._check_instance(obj, "remove")
+        state = inspect(obj)
+        if state.transient:
+            raise InvalidArgumentError(
+                f"cannot remove a {self.model.__name__} that was never added or loaded"
+            )
+        return bool(state.pending)
 
     def _criteria(self, where: tuple[object, ...], equals: dict[str, Any]) -> list[Any]:
         info = self._info
@@ -286,15 +300,16 @@ class Repository(_RepositoryCore[T]):
     def remove(self, obj: T) -> None:
         """Mark ``obj`` for deletion at the next flush.
 
+        An object that was added but never flushed is simply taken out of the session, so it is never
+        inserted.
+
         Raises:
             InvalidArgumentError: ``obj`` is not an instance of the model, or was never persisted.
         """
-        self._check_instance(obj, "remove")
-        if inspect(obj).transient:
-            raise InvalidArgumentError(
-                f"cannot remove a {self.model.__name__} that was never added or loaded"
-            )
-        self.session.delete(obj)
+        if self._pending_removal(obj):
+            self.session.expunge(obj)
+        else:
+            self.session.delete(obj)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -371,9 +386,10 @@ class Repository(_RepositoryCore[T]):
         """How many objects match."""
         statement = self._count(where, equals)
         try:
-            return self.session.scalar(statement) or 0
+            count: int = self.session.scalar(statement) or 0
         except sa_exc.DBAPIError as exc:
             raise_translated(exc)
+        return count
 
     def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool:
         """Whether at least one object matches."""
@@ -382,3 +398,166 @@ class Repository(_RepositoryCore[T]):
             return bool(self.session.scalar(statement))
         except sa_exc.DBAPIError as exc:
             raise_translated(exc)
+
+
+class CallGuard:
+    """Refuses a second I/O call on an async unit while one is still running in another task."""
+
+    __slots__ = ("running",)
+
+    def __init__(self) -> None:
+        self.running: str | None = None
+
+    def enter(self, action: str) -> None:
+        if self.running is not None:
+            raise StateError(
+                f"{action} was called while {self.running} is still running on the same unit of work, "
+                "probably from another task: a unit serves one task at a time. Await each call before "
+                "starting the next, or give each concurrent task a unit of its own"
+            )
+        self.running = action
+
+
+class AsyncRepository(_RepositoryCore[T]):
+    """The async twin of :class:`Repository`: the same methods and rules, awaited, on an ``AsyncSession``.
+
+    Build one with ``unit.repository(User)`` on an :class:`~uow.AsyncUnitOfWork`, or subclass it as
+    ``class UserRepository(AsyncRepository[User])``. Every method is a coroutine, including
+    :meth:`add` and :meth:`add_all`, which do no I/O themselves.
+
+    Calls are refused with :class:`~uow.StateError` while another call of the same unit is still
+    running, as happens with ``asyncio.gather`` over one unit: an ``AsyncSession`` must not be used by
+    two tasks at once. Reads return fully loaded objects; lazy loading of relationships after the
+    fact would need implicit I/O, so load them eagerly (``selectinload``) through expressions or the
+    session.
+    """
+
+    session: AsyncSession
+    """The async session this repository works in."""
+
+    def __init__(
+        self, session: AsyncSession, model: type[T] | None = None, *, _guard: CallGuard | None = None
+    ) -> None:
+        """Bind the repository to ``session``.
+
+        Args:
+            session: The async session to work in; usually the unit of work's.
+            model: The mapped class; required unless the subclass names it as
+                ``AsyncRepository[Model]``.
+
+        Raises:
+            InvalidArgumentError: The model is missing or is not a mapped class.
+        """
+        self._bind_model(model)
+        self.session = session
+        self._guard = _guard if _guard is not None else CallGuard()
+
+    async def _run(self, action: str, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        guard = self._guard
+        guard.enter(action)
+        try:
+            return await call(*args)
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+        finally:
+            guard.running = None
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def add(self, obj: T) -> T:
+        """Add ``obj`` to the session, to be inserted at the next flush; returns ``obj``.
+
+        Raises:
+            InvalidArgumentError: ``obj`` is not an instance of the model.
+        """
+        self._check_instance(obj, "add")
+        self.session.add(obj)
+        return obj
+
+    async def add_all(self, objs: Iterable[T]) -> list[T]:
+        """Add every object of ``objs`` to the session; returns them as a list.
+
+        Raises:
+            InvalidArgumentError: One of them is not an instance of the model; none is added then.
+        """
+        added = list(objs)
+        for obj in added:
+            self._check_instance(obj, "add_all")
+        self.session.add_all(added)
+        return added
+
+    async def remove(self, obj: T) -> None:
+        """Mark ``obj`` for deletion at the next flush; a never-flushed object is just taken out.
+
+        Raises:
+            InvalidArgumentError: ``obj`` is not an instance of the model, or was never persisted.
+        """
+        if self._pending_removal(obj):
+            self.session.expunge(obj)
+        else:
+            await self._run("remove()", self.session.delete, obj)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def get(self, ident: Any) -> T | None:
+        """The object with primary key ``ident``, or ``None``; the identity map is looked at first."""
+        found: T | None = await self._run("get()", self.session.get, self.model, ident)
+        return found
+
+    async def get_one(self, ident: Any) -> T:
+        """The object with primary key ``ident``.
+
+        Raises:
+            NotFoundError: There is none; the message names the model and the identity.
+        """
+        obj = await self.get(ident)
+        if obj is None:
+            raise self._not_found(ident)
+        return obj
+
+    async def list(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        **equals: Any,
+    ) -> list[T]:
+        """The objects that match every filter, in ``order_by`` order, paged by ``limit``/``offset``."""
+        statement = self._select(where, equals, order_by, limit, offset)
+        result = await self._run("list()", self.session.scalars, statement)
+        return list(result.all())
+
+    async def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
+        """The first object that matches, in ``order_by`` order, or ``None`` when none does."""
+        statement = self._select(where, equals, order_by, 1)
+        result = await self._run("first()", self.session.scalars, statement)
+        first: T | None = result.first()
+        return first
+
+    async def one(self, *where: ColumnElement[bool], **equals: Any) -> T:
+        """The only object that matches.
+
+        Raises:
+            NotFoundError: None matches.
+            MultipleResultsError: More than one matches.
+        """
+        statement = self._select(where, equals)
+        result = await self._run("one()", self.session.scalars, statement)
+        try:
+            one: T = result.one()
+        except sa_exc.NoResultFound as exc:
+            raise NotFoundError(self.model, self._describe(where, equals)) from exc
+        except sa_exc.MultipleResultsFound as exc:
+            raise MultipleResultsError(self.model, self._describe(where, equals)) from exc
+        return one
+
+    async def count(self, *where: ColumnElement[bool], **equals: Any) -> int:
+        """How many objects match."""
+        statement = self._count(where, equals)
+        return int(await self._run("count()", self.session.scalar, statement) or 0)
+
+    async def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool:
+        """Whether at least one object matches."""
+        statement = self._exists(where, equals)
+        return bool(await self._run("exists()", self.session.scalar, statement))

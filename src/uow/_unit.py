@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
@@ -15,14 +16,18 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from uow._classify import translate
 from uow._errors import InvalidArgumentError, StateError, UncommittedWorkWarning
-from uow._repository import Repository
+from uow._repository import AsyncRepository, CallGuard, Repository
 
-__all__ = ["UnitOfWork"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["AsyncUnitOfWork", "UnitOfWork"]
 
 logger = logging.getLogger("uow")
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Repository[Any])
+AR = TypeVar("AR", bound=AsyncRepository[Any])
 
 _FLUSHED = "uow.flushed_in"
 _tracked_classes: set[type[Session]] = set()
@@ -60,6 +65,25 @@ def uncommitted_work(session: Session) -> str | None:
         if flushed is not None and flushed is session.get_transaction():
             parts.append("changes already flushed to the database")
     return ", ".join(parts) if parts else None
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether ``error`` may have cut a driver call short, leaving the connection in an unknown state.
+
+    That is every ``BaseException`` that is not an ``Exception``: cancellation, ``KeyboardInterrupt``,
+    ``SystemExit``. Such a connection is invalidated (closed; the server rolls back) instead of being
+    asked to roll back.
+    """
+    return not isinstance(error, Exception)
+
+
+def warn_uncommitted(discarded: str) -> None:
+    warnings.warn(
+        f"unit of work ended without commit(); rolled back {discarded}. "
+        "Call unit.commit() to keep the work, or unit.rollback() to discard it explicitly.",
+        UncommittedWorkWarning,
+        stacklevel=3,
+    )
 
 
 def attach_failure(error: BaseException, failure: BaseException, during: str) -> None:
@@ -106,6 +130,41 @@ class _UnitCore:
         state = "active" if self._session is not None else "idle"
         return f"<{type(self).__name__} {state}>"
 
+    def _open(self, session_type: type[Any]) -> Any:
+        if self._session is not None:
+            raise already_active()
+        session = self._factory()
+        if not isinstance(session, session_type):
+            raise InvalidArgumentError(
+                f"the session factory of a {type(self).__name__} must return a "
+                f"{session_type.__module__}.{session_type.__name__}, got {type(session).__name__}"
+            )
+        return session
+
+    def _release(self) -> Any:
+        session = self._session
+        self._session = None
+        self._repositories = {}
+        return session
+
+    def _active(self, action: str) -> Any:
+        session = self._session
+        if session is None:
+            raise not_active(action)
+        return session
+
+    def _repository(self, target: Any, base: type[Any], extra: dict[str, Any]) -> Any:
+        repository = self._repositories.get(target)
+        if repository is not None:
+            return repository
+        session = self._active("repository()")
+        if isinstance(target, type) and issubclass(target, base):
+            repository = target(session, **extra)
+        else:
+            repository = base(session, target, **extra)
+        self._repositories[target] = repository
+        return repository
+
 
 class UnitOfWork(_UnitCore):
     """A block of work on one :class:`~sqlalchemy.orm.Session` that commits only when told to.
@@ -124,7 +183,10 @@ class UnitOfWork(_UnitCore):
       if that was real work (new, changed or deleted objects, or a flush since the last commit or
       rollback), an :class:`~uow.UncommittedWorkWarning` says what was discarded.
     - An exception of any kind, ``KeyboardInterrupt`` included, rolls back and propagates unchanged;
-      if the rollback fails too, that failure is attached to it as a note and logged.
+      if the rollback fails too, that failure is attached to it as a note and logged. After an
+      interruption that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) the
+      connection may have been cut off mid-statement, so it is invalidated instead: the driver closes
+      it and the server rolls back.
     - On every exit path the session is closed and its connection is returned to the pool.
 
     A unit runs one block at a time and may be entered again after its block ended; each block gets
@@ -146,14 +208,7 @@ class UnitOfWork(_UnitCore):
         super().__init__(session_factory)
 
     def __enter__(self) -> Self:
-        if self._session is not None:
-            raise already_active()
-        session = self._factory()
-        if not isinstance(session, Session):
-            raise InvalidArgumentError(
-                f"the session factory of a UnitOfWork must return a sqlalchemy.orm.Session, "
-                f"got {type(session).__name__}"
-            )
+        session: Session = self._open(Session)
         track_flushes(type(session))
         self._repositories = {}
         self._session = session
@@ -165,48 +220,28 @@ class UnitOfWork(_UnitCore):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        session: Session | None = self._session
+        session: Session | None = self._release()
         if session is None:
             return
-        self._session = None
-        self._repositories = {}
         if exc is None:
             discarded = uncommitted_work(session)
-            self._close(session)
+            _end(session, None)
             if discarded is not None:
-                warnings.warn(
-                    f"unit of work ended without commit(); rolled back {discarded}. "
-                    "Call unit.commit() to keep the work, or unit.rollback() to discard it "
-                    "explicitly.",
-                    UncommittedWorkWarning,
-                    stacklevel=2,
-                )
+                warn_uncommitted(discarded)
             return
         try:
-            self._close(session)
+            _end(session, exc)
         except BaseException as failure:
             attach_failure(exc, failure, "rolling back and closing the session")
 
-    @staticmethod
-    def _close(session: Session) -> None:
-        # close() rolls back an open transaction and returns the connection to the pool. If the
-        # rollback fails, the connection is invalidated so that it is still given back.
-        try:
-            session.close()
-        except BaseException:
-            session.invalidate()
-            raise
-
     @property
     def session(self) -> Session:
-        """The live session of the active block: the way to everything the repositories do not cover.
+        """The live session of the active block: the way to everything the repositories don't cover.
 
         Raises:
             StateError: The unit is not active.
         """
-        session: Session | None = self._session
-        if session is None:
-            raise not_active("unit.session")
+        session: Session = self._active("unit.session")
         return session
 
     def commit(self) -> None:
@@ -220,14 +255,12 @@ class UnitOfWork(_UnitCore):
         Raises:
             StateError: The unit is not active.
         """
-        session: Session | None = self._session
-        if session is None:
-            raise not_active("commit()")
+        session: Session = self._active("commit()")
         try:
             session.commit()
         except BaseException as exc:
             try:
-                session.rollback()
+                _recover(session, exc)
             except BaseException as failure:
                 attach_failure(exc, failure, "rolling back the failed commit")
             if isinstance(exc, sa_exc.DBAPIError):
@@ -245,9 +278,7 @@ class UnitOfWork(_UnitCore):
         Raises:
             StateError: The unit is not active.
         """
-        session: Session | None = self._session
-        if session is None:
-            raise not_active("rollback()")
+        session: Session = self._active("rollback()")
         session.rollback()
 
     @overload
@@ -265,15 +296,208 @@ class UnitOfWork(_UnitCore):
             StateError: The unit is not active.
             InvalidArgumentError: ``target`` is neither a mapped class nor a repository class.
         """
-        repository = self._repositories.get(target)
-        if repository is not None:
-            return repository  # type: ignore[no-any-return]  # the cache holds what was built below
-        session: Session | None = self._session
-        if session is None:
-            raise not_active("repository()")
-        if isinstance(target, type) and issubclass(target, Repository):
-            repository = target(session)
+        repository: Repository[Any] = self._repository(target, Repository, {})
+        return repository
+
+
+def _end(session: Session, exc: BaseException | None) -> None:
+    """Close ``session``, returning its connection to the pool whatever happens."""
+    if exc is not None and interrupted(exc):
+        session.invalidate()
+        return
+    try:
+        session.close()
+    except BaseException:
+        session.invalidate()
+        raise
+
+
+def _recover(session: Session, exc: BaseException) -> None:
+    """Bring ``session`` back to a usable state after ``exc`` broke its transaction."""
+    if interrupted(exc):
+        session.invalidate()
+    else:
+        session.rollback()
+
+
+# -- async ------------------------------------------------------------------------------------------
+
+
+async def _finish(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run ``cleanup`` to its end even if the calling task is cancelled meanwhile.
+
+    A cancellation that arrives while waiting is raised again once the cleanup is over, so that the
+    caller never carries on while a connection is still on its way back to the pool.
+    """
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.done():
+                raise
+            cancelled = exc
         else:
-            repository = Repository(session, target)
-        self._repositories[target] = repository
+            break
+    if cancelled is not None:
+        raise cancelled
+
+
+async def _end_async(session: AsyncSession, exc: BaseException | None) -> None:
+    if exc is not None and interrupted(exc):
+        await session.invalidate()
+        return
+    try:
+        await session.close()
+    except BaseException:
+        await session.invalidate()
+        raise
+
+
+async def _recover_async(session: AsyncSession, exc: BaseException) -> None:
+    if interrupted(exc):
+        await session.invalidate()
+    else:
+        await session.rollback()
+
+
+class AsyncUnitOfWork(_UnitCore):
+    """The async twin of :class:`UnitOfWork`, on an :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+
+    ::
+
+        async with AsyncUnitOfWork(async_session) as unit:
+            await unit.repository(User).add(User(id="7", name="hanmeimei"))
+            await unit.commit()
+
+    It keeps every rule of :class:`UnitOfWork`: nothing is committed implicitly, leaving the block
+    or an exception rolls back, the same warning, the same errors. In addition:
+
+    - Cancellation (``asyncio.CancelledError``, including from ``asyncio.timeout``) anywhere in the
+      block, during :meth:`commit` or during exit invalidates the connection (it may have been cut
+      off mid-statement; the server rolls back) and the cleanup runs to its end before the
+      cancellation propagates. The connection is always returned to the pool.
+    - One call at a time: starting :meth:`commit`, :meth:`rollback` or a repository method while
+      another one of the same unit is still running (``asyncio.gather`` over one unit) raises
+      :class:`~uow.StateError`. Calls made one after another from different tasks are fine.
+    """
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, session_factory: Callable[[], AsyncSession]) -> None:
+        """Create a unit that opens its sessions with ``session_factory``.
+
+        Args:
+            session_factory: An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker`, or any callable
+                taking no arguments that returns a new :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+
+        Raises:
+            InvalidArgumentError: ``session_factory`` is not callable.
+        """
+        super().__init__(session_factory)
+        self._guard = CallGuard()
+
+    async def __aenter__(self) -> Self:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        session: AsyncSession = self._open(AsyncSession)
+        track_flushes(type(session.sync_session))
+        self._repositories = {}
+        self._guard = CallGuard()
+        self._session = session
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        session: AsyncSession | None = self._release()
+        if session is None:
+            return
+        if exc is None:
+            discarded = uncommitted_work(session.sync_session)
+            await _finish(_end_async(session, None))
+            if discarded is not None:
+                warn_uncommitted(discarded)
+            return
+        try:
+            await _finish(_end_async(session, exc))
+        except BaseException as failure:
+            if isinstance(failure, asyncio.CancelledError) and not isinstance(exc, asyncio.CancelledError):
+                raise  # a cancellation that arrived during cleanup must reach the task
+            attach_failure(exc, failure, "rolling back and closing the session")
+
+    @property
+    def session(self) -> AsyncSession:
+        """The live async session of the active block.
+
+        Raises:
+            StateError: The unit is not active.
+        """
+        session: AsyncSession = self._active("unit.session")
+        return session
+
+    async def commit(self) -> None:
+        """Flush pending changes and commit the transaction; see :meth:`UnitOfWork.commit`.
+
+        If the commit is cancelled, whether it reached the database is unknown: the connection is
+        invalidated and the cancellation propagates.
+
+        Raises:
+            StateError: The unit is not active, or another call of this unit is still running.
+        """
+        session: AsyncSession = self._active("commit()")
+        guard = self._guard
+        guard.enter("commit()")
+        try:
+            await session.commit()
+        except BaseException as exc:
+            try:
+                await _finish(_recover_async(session, exc))
+            except BaseException as failure:
+                if isinstance(failure, asyncio.CancelledError) and not isinstance(
+                    exc, asyncio.CancelledError
+                ):
+                    raise
+                attach_failure(exc, failure, "rolling back the failed commit")
+            if isinstance(exc, sa_exc.DBAPIError):
+                translated = translate(exc)
+                if translated is not None:
+                    raise translated from exc
+            raise
+        finally:
+            guard.running = None
+
+    async def rollback(self) -> None:
+        """Discard pending changes and roll back the transaction; the unit stays active.
+
+        Raises:
+            StateError: The unit is not active, or another call of this unit is still running.
+        """
+        session: AsyncSession = self._active("rollback()")
+        guard = self._guard
+        guard.enter("rollback()")
+        try:
+            await session.rollback()
+        finally:
+            guard.running = None
+
+    @overload
+    def repository(self, target: type[AR]) -> AR: ...
+    @overload
+    def repository(self, target: type[T]) -> AsyncRepository[T]: ...
+    def repository(self, target: type[Any]) -> AsyncRepository[Any]:
+        """The async repository for ``target`` in this block, created on first use.
+
+        ``target`` is a mapped class (giving an :class:`~uow.AsyncRepository` of it) or a subclass of
+        :class:`~uow.AsyncRepository`. Within one block the same ``target`` gives the same instance.
+
+        Raises:
+            StateError: The unit is not active.
+            InvalidArgumentError: ``target`` is neither a mapped class nor a repository class.
+        """
+        repository: AsyncRepository[Any] = self._repository(target, AsyncRepository, {"_guard": self._guard})
         return repository

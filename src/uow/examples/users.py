@@ -4,22 +4,25 @@ Bob and LILY are added with the same id and rolled back before anything reaches 
 hanmeimei is added and committed, then read back; leaving the block closes the session.
 
 Run it with ``python -m uow.examples.users`` (an in-memory SQLite database, SQL log on), or point it
-elsewhere with ``--url``; ``--quiet`` turns the SQL log off.
+elsewhere with ``--url``; ``--quiet`` turns the SQL log off; ``--async`` plays it with
+:class:`~uow.AsyncUnitOfWork` (on ``sqlite+aiosqlite://`` unless ``--url`` names another async driver).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, String, create_engine
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from uow import UnitOfWork, UnitOfWorkError
+from uow import AsyncUnitOfWork, UnitOfWork, UnitOfWorkError
 
-__all__ = ["Base", "User", "main", "run"]
+__all__ = ["Base", "User", "main", "run", "run_async"]
 
 
 class Base(DeclarativeBase):
@@ -58,6 +61,27 @@ def run(engine: Engine) -> None:
         print("name:", user.name)
 
 
+async def run_async(engine: AsyncEngine) -> None:
+    """The same scenario with :class:`~uow.AsyncUnitOfWork` on an async engine."""
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    Session = async_sessionmaker(engine)
+
+    async with AsyncUnitOfWork(Session) as unit:
+        users = unit.repository(User)
+
+        await users.add(User(id="5", name="Bob"))
+        await users.add(User(id="5", name="LILY"))
+        await unit.rollback()
+
+        await users.add(User(id="7", name="hanmeimei"))
+        await unit.commit()
+
+        user = await users.one(id="7")
+        print("type:", type(user))
+        print("name:", user.name)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m uow.examples.users",
@@ -65,8 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--url",
-        default="sqlite://",
-        help="database URL (default: an in-memory SQLite database)",
+        help="database URL (default: an in-memory SQLite database, sqlite:// or sqlite+aiosqlite://)",
+    )
+    parser.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="run with AsyncUnitOfWork; the URL must name an async driver (asyncpg, aiosqlite, aiomysql)",
     )
     parser.add_argument("--quiet", action="store_true", help="do not log the SQL statements")
     return parser
@@ -75,19 +104,39 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenario as the command line asks; returns the process exit status."""
     options = _parser().parse_args(argv)
+    if options.use_async:
+        return asyncio.run(_main_async(options.url or "sqlite+aiosqlite://", echo=not options.quiet))
+    url = options.url or "sqlite://"
     try:
-        engine = create_engine(options.url, echo=not options.quiet)
+        engine = create_engine(url, echo=not options.quiet)
     except (sa_exc.ArgumentError, ImportError) as exc:
-        print(f"error: cannot use database URL {options.url!r}: {_first_line(exc)}", file=sys.stderr)
-        return 2
+        return _fail(f"cannot use database URL {url!r}: {_first_line(exc)}", 2)
     try:
         run(engine)
-    except (sa_exc.SQLAlchemyError, UnitOfWorkError) as exc:
-        print(f"error: {_first_line(exc)}", file=sys.stderr)
-        return 1
+    except (sa_exc.SQLAlchemyError, UnitOfWorkError, OSError) as exc:
+        return _fail(_first_line(exc), 1)
     finally:
         engine.dispose()
     return 0
+
+
+async def _main_async(url: str, *, echo: bool) -> int:
+    try:
+        engine = create_async_engine(url, echo=echo)
+    except (sa_exc.ArgumentError, ImportError) as exc:
+        return _fail(f"cannot use database URL {url!r}: {_first_line(exc)}", 2)
+    try:
+        await run_async(engine)
+    except (sa_exc.SQLAlchemyError, UnitOfWorkError, OSError) as exc:
+        return _fail(_first_line(exc), 1)
+    finally:
+        await engine.dispose()
+    return 0
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
 
 
 def _first_line(error: BaseException) -> str:
