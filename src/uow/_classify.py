@@ -16,7 +16,11 @@ _SQLITE_DUPLICATE_CODES = frozenset({1555, 2067, 2579})
 
 
 def sqlstate(error: sa_exc.DBAPIError) -> str | None:
-    """The five-character SQLSTATE of a PostgreSQL-family driver error, if the driver reports one."""
+    """The five-character SQLSTATE of a driver error, if the driver reports one.
+
+    PostgreSQL-family drivers report precise states; MySQL drivers report coarse ones (``23000`` for
+    every integrity violation), so their error number is read first.
+    """
     orig = error.orig
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code if isinstance(code, str) else None
@@ -25,7 +29,7 @@ def sqlstate(error: sa_exc.DBAPIError) -> str | None:
 def mysql_errno(error: sa_exc.DBAPIError) -> int | None:
     """The server error number of a MySQL or MariaDB driver error (PyMySQL, aiomysql, asyncmy)."""
     orig = error.orig
-    if getattr(orig, "sqlite_errorcode", None) is not None or sqlstate(error) is not None:
+    if getattr(orig, "sqlite_errorcode", None) is not None:
         return None
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int) and not isinstance(args[0], bool):
@@ -41,13 +45,13 @@ def sqlite_errorcode(error: sa_exc.DBAPIError) -> int | None:
 
 def is_duplicate_key(error: sa_exc.DBAPIError) -> bool:
     """Whether the error is a primary-key or unique-constraint violation on any supported backend."""
-    state = sqlstate(error)
-    if state is not None:
-        return state == _PG_UNIQUE_VIOLATION
     code = sqlite_errorcode(error)
     if code is not None:
         return code in _SQLITE_DUPLICATE_CODES
-    return mysql_errno(error) in _MYSQL_DUPLICATE_CODES
+    errno = mysql_errno(error)
+    if errno is not None:
+        return errno in _MYSQL_DUPLICATE_CODES
+    return sqlstate(error) == _PG_UNIQUE_VIOLATION
 
 
 def translate(error: sa_exc.DBAPIError) -> IntegrityError | None:

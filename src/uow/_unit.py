@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -30,6 +30,7 @@ R = TypeVar("R", bound=Repository[Any])
 AR = TypeVar("AR", bound=AsyncRepository[Any])
 
 _FLUSHED = "uow.flushed_in"
+_CONNECTIONS = "uow.connections"
 _tracked_classes: set[type[Session]] = set()
 _tracking_lock = threading.Lock()
 
@@ -38,14 +39,36 @@ def _record_flush(session: Session, flush_context: object) -> None:
     session.info[_FLUSHED] = session.get_transaction()
 
 
-def track_flushes(session_class: type[Session]) -> None:
-    """Make sessions of ``session_class`` remember the transaction of their last flush."""
+def _record_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    session.info.setdefault(_CONNECTIONS, {})[connection.engine] = connection
+
+
+def instrument(session_class: type[Session]) -> None:
+    """Make sessions of ``session_class`` remember their last flush and their connections.
+
+    Listeners are registered once per session class (each ``sessionmaker`` makes its own), and
+    record into ``session.info``: the transaction of the last flush, to tell whether uncommitted work
+    reached the database, and the connection per engine, to give it back to the pool even when
+    closing the session fails.
+    """
     if session_class in _tracked_classes:
         return
     with _tracking_lock:
         if session_class not in _tracked_classes:
             event.listen(session_class, "after_flush", _record_flush)
+            event.listen(session_class, "after_begin", _record_begin)
             _tracked_classes.add(session_class)
+
+
+def discard_connections(session: Session) -> None:
+    """Invalidate and close every connection ``session`` still holds; the pool gets them back."""
+    connections: dict[Engine, Connection] = session.info.get(_CONNECTIONS, {})
+    for connection in connections.values():
+        if not connection.closed:
+            try:
+                connection.invalidate()
+            finally:
+                connection.close()
 
 
 def uncommitted_work(session: Session) -> str | None:
@@ -209,7 +232,7 @@ class UnitOfWork(_UnitCore):
 
     def __enter__(self) -> Self:
         session: Session = self._open(Session)
-        track_flushes(type(session))
+        instrument(type(session))
         self._repositories = {}
         self._session = session
         return self
@@ -259,14 +282,13 @@ class UnitOfWork(_UnitCore):
         try:
             session.commit()
         except BaseException as exc:
+            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
             try:
                 _recover(session, exc)
             except BaseException as failure:
-                attach_failure(exc, failure, "rolling back the failed commit")
-            if isinstance(exc, sa_exc.DBAPIError):
-                translated = translate(exc)
-                if translated is not None:
-                    raise translated from exc
+                attach_failure(translated or exc, failure, "rolling back the failed commit")
+            if translated is not None:
+                raise translated from exc
             raise
 
     def rollback(self) -> None:
@@ -302,13 +324,13 @@ class UnitOfWork(_UnitCore):
 
 def _end(session: Session, exc: BaseException | None) -> None:
     """Close ``session``, returning its connection to the pool whatever happens."""
-    if exc is not None and interrupted(exc):
-        session.invalidate()
-        return
     try:
-        session.close()
+        if exc is not None and interrupted(exc):
+            session.invalidate()
+        else:
+            session.close()
     except BaseException:
-        session.invalidate()
+        discard_connections(session)
         raise
 
 
@@ -345,13 +367,13 @@ async def _finish(cleanup: Coroutine[Any, Any, None]) -> None:
 
 
 async def _end_async(session: AsyncSession, exc: BaseException | None) -> None:
-    if exc is not None and interrupted(exc):
-        await session.invalidate()
-        return
     try:
-        await session.close()
+        if exc is not None and interrupted(exc):
+            await session.invalidate()
+        else:
+            await session.close()
     except BaseException:
-        await session.invalidate()
+        await session.run_sync(discard_connections)
         raise
 
 
@@ -402,7 +424,7 @@ class AsyncUnitOfWork(_UnitCore):
         from sqlalchemy.ext.asyncio import AsyncSession
 
         session: AsyncSession = self._open(AsyncSession)
-        track_flushes(type(session.sync_session))
+        instrument(type(session.sync_session))
         self._repositories = {}
         self._guard = CallGuard()
         self._session = session
@@ -455,6 +477,7 @@ class AsyncUnitOfWork(_UnitCore):
         try:
             await session.commit()
         except BaseException as exc:
+            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
             try:
                 await _finish(_recover_async(session, exc))
             except BaseException as failure:
@@ -462,11 +485,9 @@ class AsyncUnitOfWork(_UnitCore):
                     exc, asyncio.CancelledError
                 ):
                     raise
-                attach_failure(exc, failure, "rolling back the failed commit")
-            if isinstance(exc, sa_exc.DBAPIError):
-                translated = translate(exc)
-                if translated is not None:
-                    raise translated from exc
+                attach_failure(translated or exc, failure, "rolling back the failed commit")
+            if translated is not None:
+                raise translated from exc
             raise
         finally:
             guard.running = None

@@ -1,0 +1,199 @@
+"""Backends and flavours: every behavioural specification runs on each pairing of them.
+
+Backends are SQLite (in memory and in a file), PostgreSQL (psycopg 3 / asyncpg) and MariaDB
+(PyMySQL / aiomysql). The server URLs come from ``UOW_TEST_POSTGRESQL_URL`` and
+``UOW_TEST_MARIADB_URL``; an unset server is skipped with the reason, unless ``UOW_TEST_REQUIRE`` names
+it, in which case its tests fail. ``UOW_TEST_FORBID_SKIPS=1`` turns any skipped test into a failed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, delete, make_url, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
+
+from tests.drivers import Flavour
+from tests.models import Account, Base, Tag, User
+from uow.examples.users import Base as ExampleBase
+
+BACKENDS = ["sqlite-memory", "sqlite-file", "postgresql", "mariadb"]
+SERVERS = {"postgresql": "UOW_TEST_POSTGRESQL_URL", "mariadb": "UOW_TEST_MARIADB_URL"}
+ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql"}
+
+
+def required_backends() -> set[str]:
+    return {name.strip() for name in os.environ.get("UOW_TEST_REQUIRE", "").split(",") if name.strip()}
+
+
+@dataclass
+class Backend:
+    """One database: its URLs, and a separate engine to check what was really committed."""
+
+    name: str
+    url: str
+    async_url: str
+    check: Engine
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    async_engine_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """``sqlite``, ``postgresql`` or ``mariadb``."""
+        return "sqlite" if self.name.startswith("sqlite") else self.name
+
+    def users(self) -> list[tuple[str, str | None]]:
+        """The committed rows of the reference ``user`` table, read through a separate connection."""
+        with self.check.connect() as connection:
+            rows = connection.execute(select(User.id, User.name).order_by(User.id))
+            return [(row.id, row.name) for row in rows]
+
+    def accounts(self) -> list[tuple[int, str, int]]:
+        with self.check.connect() as connection:
+            rows = connection.execute(select(Account.id, Account.owner, Account.balance).order_by(Account.id))
+            return [(row.id, row.owner, row.balance) for row in rows]
+
+    def insert(self, *rows: Any) -> None:
+        """Commit ``rows`` (mapped objects) through the checking engine, outside any unit."""
+        from sqlalchemy.orm import Session
+
+        with Session(self.check) as session, session.begin():
+            session.add_all(rows)
+
+    def clear(self) -> None:
+        with self.check.begin() as connection:
+            for table in (Tag, Account, User):
+                connection.execute(delete(table))
+
+    def sync_engine(self, **options: Any) -> Engine:
+        return create_engine(self.url, **{**self.engine_options, **options})
+
+    def async_engine(self, **options: Any) -> AsyncEngine:
+        return create_async_engine(self.async_url, **{**self.async_engine_options, **options})
+
+
+def _async_url(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(
+        drivername=f"{parsed.get_backend_name()}+{ASYNC_DRIVERS[parsed.get_backend_name()]}"
+    ).render_as_string(hide_password=False)
+
+
+def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
+    keep: list[Any] = []
+    if name == "sqlite-memory":
+        database = f"file:uow-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
+        url = f"sqlite:///{database}"
+        backend = Backend(
+            name,
+            url,
+            f"sqlite+aiosqlite:///{database}",
+            create_engine(url, poolclass=QueuePool),
+            {"poolclass": QueuePool},
+            {"poolclass": AsyncAdaptedQueuePool},
+        )
+        # An in-memory database lives while one connection to it is open.
+        keep.append(backend.check.connect())
+    elif name == "sqlite-file":
+        url = f"sqlite:///{workdir / 'uow-test.db'}"
+        backend = Backend(name, url, _async_url(url), create_engine(url))
+    else:
+        url = os.environ.get(SERVERS[name], "")
+        if not url:
+            message = f"{name}: set {SERVERS[name]} to run the tests on it"
+            if name in required_backends():
+                pytest.fail(f"{message} (UOW_TEST_REQUIRE names it)", pytrace=False)
+            pytest.skip(message)
+        backend = Backend(name, url, _async_url(url), create_engine(url))
+        try:
+            with backend.check.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            message = f"{name} at {make_url(url)!r} is unreachable: {exc}"
+            if name in required_backends():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+    for metadata in (ExampleBase.metadata, Base.metadata):
+        metadata.drop_all(backend.check)
+        metadata.create_all(backend.check)
+    return backend, keep
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend_setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    name: str = request.param
+    backend, keep = _make_backend(name, tmp_path_factory.mktemp(name))
+    yield backend
+    for connection in keep:
+        connection.close()
+    backend.check.dispose()
+
+
+@pytest.fixture
+def backend(backend_setup: Backend) -> Iterator[Backend]:
+    """A backend with empty tables; whatever the test committed is deleted afterwards."""
+    backend_setup.clear()
+    yield backend_setup
+    backend_setup.clear()
+
+
+@pytest.fixture(scope="session")
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner() as loop_runner:
+        yield loop_runner
+
+
+@pytest.fixture(scope="session")
+def _engines(runner: asyncio.Runner) -> Iterator[dict[tuple[str, str], Engine | AsyncEngine]]:
+    engines: dict[tuple[str, str], Engine | AsyncEngine] = {}
+    yield engines
+    for engine in engines.values():
+        if isinstance(engine, AsyncEngine):
+            runner.run(engine.dispose())
+        else:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sync", "async"])
+def flavour(
+    request: pytest.FixtureRequest,
+    backend: Backend,
+    runner: asyncio.Runner,
+    _engines: dict[tuple[str, str], Engine | AsyncEngine],
+) -> Iterator[Flavour]:
+    """Units of one flavour on the test's backend; no connection may stay checked out after the test."""
+    name: str = request.param
+    key = (backend.name, name)
+    if key not in _engines:
+        _engines[key] = backend.async_engine() if name == "async" else backend.sync_engine()
+    made = Flavour(name, _engines[key], runner if name == "async" else None)
+    yield made
+    assert made.checked_out() == 0, "a connection was left checked out"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("UOW_TEST_FORBID_SKIPS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter is not None else 0
+    if skipped:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            reporter.write_line(f"FAILED: {skipped} test(s) skipped while UOW_TEST_FORBID_SKIPS=1", red=True)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as name:
+        yield Path(name)

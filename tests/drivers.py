@@ -1,0 +1,126 @@
+"""One face for both flavours, so that each specification is written once and run for both.
+
+The sync flavour drives :class:`uow.UnitOfWork` directly. The async flavour drives
+:class:`uow.AsyncUnitOfWork` on one long-lived event loop: every call runs as a task of its own on that
+loop, so the async unit really does its I/O with the async driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import sessionmaker
+
+from uow import AsyncUnitOfWork, UnitOfWork
+
+
+class RepositoryDriver:
+    """A repository whose coroutine methods are run to completion on the flavour's loop."""
+
+    def __init__(self, repository: Any, runner: asyncio.Runner | None) -> None:
+        self.real = repository
+        self._runner = runner
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.real, name)
+        if self._runner is None or not inspect.iscoroutinefunction(attribute):
+            return attribute
+        runner = self._runner
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return runner.run(attribute(*args, **kwargs))
+
+        return run
+
+
+class UnitDriver:
+    """A unit of either flavour, used with ``with`` and plain calls."""
+
+    def __init__(self, unit: UnitOfWork | AsyncUnitOfWork, runner: asyncio.Runner | None) -> None:
+        self.real = unit
+        self._runner = runner
+
+    def _call(self, result: Any) -> Any:
+        if self._runner is not None and inspect.isawaitable(result):
+            return self._runner.run(result)
+        return result
+
+    def __enter__(self) -> UnitDriver:
+        if isinstance(self.real, AsyncUnitOfWork):
+            self._call(self.real.__aenter__())
+        else:
+            self.real.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(self.real, AsyncUnitOfWork):
+            self._call(self.real.__aexit__(exc_type, exc, traceback))
+        else:
+            self.real.__exit__(exc_type, exc, traceback)
+
+    def commit(self) -> None:
+        self._call(self.real.commit())
+
+    def rollback(self) -> None:
+        self._call(self.real.rollback())
+
+    def repository(self, target: Any) -> RepositoryDriver:
+        return RepositoryDriver(self.real.repository(target), self._runner)
+
+    @property
+    def session(self) -> Any:
+        return self.real.session
+
+    @property
+    def active(self) -> bool:
+        return self.real.active
+
+    def execute(self, statement: Any, *args: Any) -> Any:
+        """Run a raw statement through the unit's live session (the escape hatch)."""
+        return self._call(self.real.session.execute(statement, *args))
+
+    def flush(self) -> None:
+        self._call(self.real.session.flush())
+
+
+class Flavour:
+    """Makes units of one flavour against one backend's engine."""
+
+    def __init__(self, name: str, engine: Engine | AsyncEngine, runner: asyncio.Runner | None) -> None:
+        self.name = name
+        self.engine = engine
+        self.runner = runner
+        if isinstance(engine, AsyncEngine):
+            self.session_factory: Callable[[], Any] = async_sessionmaker(engine)
+        else:
+            self.session_factory = sessionmaker(engine)
+
+    @property
+    def is_async(self) -> bool:
+        return self.runner is not None
+
+    def unit(self, factory: Callable[[], Any] | None = None) -> UnitDriver:
+        factory = factory or self.session_factory
+        unit = AsyncUnitOfWork(factory) if self.is_async else UnitOfWork(factory)
+        return UnitDriver(unit, self.runner)
+
+    def run(self, awaitable_or_value: Any) -> Any:
+        if self.runner is not None and inspect.isawaitable(awaitable_or_value):
+            return self.runner.run(awaitable_or_value)
+        return awaitable_or_value
+
+    def checked_out(self) -> int:
+        """How many connections of this flavour's pool are checked out right now."""
+        pool = self.engine.pool
+        return pool.checkedout()  # type: ignore[attr-defined, no-any-return]
