@@ -349,7 +349,7 @@ def test_every_exit_path_returns_the_connection_to_the_pool(
     flavour: Flavour, backend: Backend, path: str
 ) -> None:
     before = flavour.checked_out()
-    with warnings.catch_warnings(), pytest.raises((ValueError, KeyboardInterrupt)):  # noqa: PT012
+    with warnings.catch_warnings(), pytest.raises((ValueError, KeyboardInterrupt)):
         warnings.simplefilter("ignore", uow.UncommittedWorkWarning)
         with flavour.unit() as unit:
             users = unit.repository(User)
