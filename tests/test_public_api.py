@@ -1,0 +1,69 @@
+"""The public names and the error tree that users import and catch."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import sqlalchemy
+
+import uow
+
+
+def test_the_public_names_are_pinned() -> None:
+    assert uow.__all__ == [
+        "AsyncRepository",
+        "AsyncUnitOfWork",
+        "DuplicateKeyError",
+        "IntegrityError",
+        "InvalidArgumentError",
+        "InvalidFieldError",
+        "MultipleResultsError",
+        "NotFoundError",
+        "OrderBy",
+        "Repository",
+        "StateError",
+        "UncommittedWorkWarning",
+        "UnitOfWork",
+        "UnitOfWorkError",
+    ]
+    assert uow.__all__ == sorted(uow.__all__)
+    for name in uow.__all__:
+        assert getattr(uow, name) is not None
+
+
+@pytest.mark.parametrize(
+    ("error", "parents"),
+    [
+        (uow.StateError, (uow.UnitOfWorkError, RuntimeError)),
+        (uow.NotFoundError, (uow.UnitOfWorkError, LookupError)),
+        (uow.MultipleResultsError, (uow.UnitOfWorkError, LookupError)),
+        (uow.InvalidArgumentError, (uow.UnitOfWorkError, ValueError)),
+        (uow.InvalidFieldError, (uow.InvalidArgumentError, ValueError)),
+        (uow.IntegrityError, (uow.UnitOfWorkError, sqlalchemy.exc.IntegrityError)),
+        (uow.DuplicateKeyError, (uow.IntegrityError, sqlalchemy.exc.IntegrityError)),
+    ],
+)
+def test_each_error_is_also_the_exception_code_already_catches(
+    error: type[Exception], parents: tuple[type[Exception], ...]
+) -> None:
+    assert issubclass(error, parents)
+
+
+def test_the_uncommitted_work_warning_is_a_user_warning() -> None:
+    assert issubclass(uow.UncommittedWorkWarning, UserWarning)
+
+
+def test_a_translated_error_survives_pickling() -> None:
+    original = sqlalchemy.exc.IntegrityError("INSERT ...", {"id": 1}, ValueError("duplicate"))
+    error = uow.DuplicateKeyError.from_sqlalchemy(original)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is uow.DuplicateKeyError
+    assert copy.statement == "INSERT ..."
+    assert str(copy) == str(error)
+
+
+def test_the_package_ships_its_type_information() -> None:
+    from importlib.resources import files
+
+    assert files("uow").joinpath("py.typed").is_file()
