@@ -92,3 +92,16 @@ def test_a_factory_that_returns_the_wrong_kind_of_session_is_refused(
     with pytest.raises(uow.InvalidArgumentError, match="Session"), unit:
         pass
     assert not unit.active
+
+
+@pytest.mark.parametrize("call", ["add", "get", "list", "count"])
+def test_a_repository_kept_after_its_block_raises_state_error(
+    flavour: Flavour, backend: Backend, call: str
+) -> None:
+    with flavour.unit() as unit:
+        users = unit.repository(User)
+    arguments = {"add": (User(id="1", name="ann"),), "get": ("1",), "list": (), "count": ()}[call]
+    with pytest.raises(uow.StateError, match="block has ended"):
+        getattr(users, call)(*arguments)
+
+    assert backend.users() == []

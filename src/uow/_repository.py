@@ -82,8 +82,34 @@ def raise_translated(error: sa_exc.DBAPIError) -> NoReturn:
     raise translated from error
 
 
+def _render(clause: ColumnElement[Any]) -> str:
+    """A readable form of a filter for error messages, with its values inline where possible."""
+    try:
+        return str(clause.compile(compile_kwargs={"literal_binds": True}))
+    except Exception:  # a value with no literal form: show the placeholders instead
+        return str(clause)
+
+
 def _is_expression(value: object) -> bool:
     return isinstance(value, ColumnElement) or hasattr(value, "__clause_element__")
+
+
+class _EndedSession:
+    """Stands in for the session of a repository whose unit's block has ended."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        raise StateError(
+            "this repository belonged to a unit of work whose block has ended; "
+            "get a repository with unit.repository(...) inside an active block instead"
+        )
+
+    def __repr__(self) -> str:
+        return "<session of an ended unit of work>"
+
+
+ENDED_SESSION: Any = _EndedSession()
 
 
 class _RepositoryCore(Generic[T]):
@@ -145,9 +171,9 @@ class _RepositoryCore(Generic[T]):
         for clause in where:
             if not _is_expression(clause):
                 raise InvalidArgumentError(
-                    f"filters of {info.name} must be SQLAlchemy expressions such as "
+                    f"filters of {info.name} must be SQLAlchemy column expressions such as "
                     f"{info.name}.name == 'x', or keyword arguments; got {clause!r}"
-                    + (" (raw SQL strings are never accepted)" if isinstance(clause, str) else "")
+                    " (raw SQL, as a string or text(), is never accepted)"
                 )
             clauses.append(clause)
         columns = info.columns
@@ -229,7 +255,7 @@ class _RepositoryCore(Generic[T]):
         return select(statement.exists())
 
     def _describe(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> str:
-        parts = [str(clause) for clause in where]
+        parts = [_render(clause) for clause in where]
         parts.extend(f"{name}={value!r}" for name, value in equals.items())
         return ", ".join(parts) if parts else "no criteria"
 
@@ -253,8 +279,9 @@ class Repository(_RepositoryCore[T]):
     :meth:`exists`: SQLAlchemy expressions as positional arguments (``User.name.like("b%")``) and
     column equality as keyword arguments (``name="Bob"``; ``None`` means ``IS NULL``). Keyword names and
     string sort keys must be mapped columns of the model; anything else raises
-    :class:`~uow.InvalidFieldError` before any SQL is built. Integrity violations raised while these
-    methods flush are translated as by :meth:`UnitOfWork.commit`.
+    :class:`~uow.InvalidFieldError` before any SQL is built. An integrity violation raised while
+    one of these methods autoflushes is translated as :meth:`UnitOfWork.commit` translates it; the
+    session's transaction is then broken and needs ``unit.rollback()`` before the next statement.
     """
 
     session: Session

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from uow._classify import translate
 from uow._errors import InvalidArgumentError, StateError, UncommittedWorkWarning
-from uow._repository import AsyncRepository, CallGuard, Repository
+from uow._repository import ENDED_SESSION, AsyncRepository, CallGuard, Repository
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -167,7 +167,10 @@ class _UnitCore:
     def _release(self) -> Any:
         session = self._session
         self._session = None
-        self._repositories = {}
+        if self._repositories:
+            for repository in self._repositories.values():
+                repository.session = ENDED_SESSION
+            self._repositories = {}
         return session
 
     def _active(self, action: str) -> Any:

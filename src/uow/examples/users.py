@@ -14,13 +14,16 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, String, create_engine
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from uow import AsyncUnitOfWork, UnitOfWork, UnitOfWorkError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["Base", "User", "main", "run", "run_async"]
 
@@ -63,6 +66,8 @@ def run(engine: Engine) -> None:
 
 async def run_async(engine: AsyncEngine) -> None:
     """The same scenario with :class:`~uow.AsyncUnitOfWork` on an async engine."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
     async with engine.begin() as connection:
         await connection.run_sync(Base.metadata.create_all)
     Session = async_sessionmaker(engine)
@@ -105,7 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenario as the command line asks; returns the process exit status."""
     options = _parser().parse_args(argv)
     if options.use_async:
-        return asyncio.run(_main_async(options.url or "sqlite+aiosqlite://", echo=not options.quiet))
+        try:
+            return asyncio.run(_main_async(options.url or "sqlite+aiosqlite://", echo=not options.quiet))
+        except ImportError as exc:
+            return _fail(f"--async needs an async driver: pip install 'uow[aiosqlite]' ({exc.msg})", 2)
     url = options.url or "sqlite://"
     try:
         engine = create_engine(url, echo=not options.quiet)
@@ -121,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _main_async(url: str, *, echo: bool) -> int:
+    # Imported here: the async parts need greenlet, which plain ``pip install uow`` does not bring.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     try:
         engine = create_async_engine(url, echo=echo)
     except (sa_exc.ArgumentError, ImportError) as exc:
