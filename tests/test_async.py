@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 import uow
 from tests.conftest import Backend
@@ -121,13 +121,7 @@ def test_a_timeout_during_commit_invalidates_the_connection_and_commits_nothing(
     # Another transaction holds the row: the unit's commit blocks on the lock while flushing its INSERT.
     blocker = backend.check.connect()
     blocker.begin()
-    blocker.execute(
-        text(
-            "INSERT INTO \"user\" (id, name) VALUES ('1', 'blocker')".replace(
-                '"', "`" if backend.kind == "mariadb" else '"'
-            )
-        )
-    )
+    blocker.execute(insert(User).values(id="1", name="blocker"))
 
     async def scenario() -> None:
         async with unit_of(flavour) as unit:
