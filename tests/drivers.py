@@ -20,6 +20,10 @@ from sqlalchemy.orm import sessionmaker
 from uow import AsyncUnitOfWork, UnitOfWork
 
 
+async def _collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
 class RepositoryDriver:
     """A repository whose coroutine methods are run to completion on the flavour's loop."""
 
@@ -34,7 +38,10 @@ class RepositoryDriver:
         runner = self._runner
 
         def run(*args: Any, **kwargs: Any) -> Any:
-            return runner.run(attribute(*args, **kwargs))
+            result = runner.run(attribute(*args, **kwargs))
+            if hasattr(result, "__anext__"):  # a stream: read it to the end on the loop
+                return runner.run(_collect(result))
+            return result
 
         return run
 

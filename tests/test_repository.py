@@ -194,6 +194,76 @@ def test_a_duplicate_flushed_by_a_read_raises_duplicate_key(flavour: Flavour, ba
     assert backend.users() == [("1", "ann")]
 
 
+def test_insert_many_inserts_rows_without_loading_objects(flavour: Flavour, backend: Backend) -> None:
+    rows = [{"id": i, "owner": f"owner{i}", "balance": i * 10} for i in range(1, 251)]
+    with flavour.unit() as unit:
+        assert unit.repository(Account).insert_many(iter(rows)) == 250
+        assert len(unit.session.identity_map) == 0
+        assert len(unit.session.new) == 0
+        unit.commit()
+
+    assert backend.accounts() == [(i, f"owner{i}", i * 10) for i in range(1, 251)]
+
+
+def test_insert_many_applies_column_defaults(flavour: Flavour, backend: Backend) -> None:
+    with flavour.unit() as unit:
+        unit.repository(Account).insert_many([{"id": 1, "owner": "ann"}])
+        unit.commit()
+
+    assert backend.accounts() == [(1, "ann", 0)]
+
+
+def test_insert_many_is_rolled_back_like_any_other_write(flavour: Flavour, backend: Backend) -> None:
+    with flavour.unit() as unit:
+        unit.repository(User).insert_many([{"id": "1", "name": "ann"}])
+        unit.rollback()
+
+    assert backend.users() == []
+
+
+def test_insert_many_with_an_unknown_field_sends_nothing(flavour: Flavour, backend: Backend) -> None:
+    rows = [{"id": "1", "name": "ann"}, {"id": "2", "name; DROP TABLE user": "x"}]
+    with flavour.unit() as unit, recorded_statements(flavour) as sent:
+        with pytest.raises(uow.InvalidFieldError, match="User") as caught:
+            unit.repository(User).insert_many(rows)
+        assert caught.value.field == "name; DROP TABLE user"
+        assert sent == []
+
+
+def test_insert_many_of_nothing_sends_nothing(flavour: Flavour, backend: Backend) -> None:
+    with flavour.unit() as unit, recorded_statements(flavour) as sent:
+        assert unit.repository(User).insert_many([]) == 0
+        assert sent == []
+
+
+def test_insert_many_of_an_existing_key_raises_duplicate_key(flavour: Flavour, backend: Backend) -> None:
+    backend.insert(User(id="1", name="ann"))
+    with flavour.unit() as unit:
+        with pytest.raises(uow.DuplicateKeyError):
+            unit.repository(User).insert_many([{"id": "2", "name": "ben"}, {"id": "1", "name": "twin"}])
+        unit.rollback()
+
+    assert backend.users() == [("1", "ann")]
+
+
+def test_stream_yields_every_match_in_order_in_batches(flavour: Flavour, backend: Backend) -> None:
+    backend.insert(*(Account(id=i, owner=f"o{i}", balance=i % 3) for i in range(1, 101)))
+    with flavour.unit() as unit:
+        streamed = list(unit.repository(Account).stream(balance=1, order_by="-id", batch_size=7))
+
+    assert [account.id for account in streamed] == [i for i in range(100, 0, -1) if i % 3 == 1]
+
+
+def test_stream_checks_its_arguments_before_any_sql(flavour: Flavour, backend: Backend) -> None:
+    with flavour.unit() as unit, recorded_statements(flavour) as sent:
+        with pytest.raises(uow.InvalidFieldError):
+            unit.repository(Account).stream(nope=1)
+        for bad in (0, -1, True, 2.5):
+            with pytest.raises(uow.InvalidArgumentError, match="batch_size"):
+                unit.repository(Account).stream(batch_size=bad)
+        assert sent == []
+
+
 # -- get ----------------------------------------------------------------------------------------
 
 

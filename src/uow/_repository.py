@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Select, func, inspect, literal, select
+from sqlalchemy import ColumnElement, Insert, Select, Table, func, insert, inspect, literal, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Mapper, QueryableAttribute, Session
 
@@ -42,6 +42,9 @@ class _Model:
     select: Select[Any]
     count: Select[Any]
     exists: Select[Any]
+    insert: Insert
+    insert_renames: dict[str, str] | None
+    """Field name to column key where a field's column has another key than the field's name."""
 
     @property
     def name(self) -> str:
@@ -63,12 +66,26 @@ def _model_of(cls: Any) -> _Model:
         )
     # Keys come from the mapper, never from user input: this is the only getattr on the model.
     columns = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
+    table = mapper.local_table
+    plain = mapper.inherits is None and mapper.polymorphic_on is None and isinstance(table, Table)
+    insert_keys = (
+        {
+            prop.key: prop.columns[0].key
+            for prop in mapper.column_attrs
+            if len(prop.columns) == 1 and prop.columns[0].table is table
+        }
+        if plain
+        else None
+    )
+    renames = {field: key for field, key in (insert_keys or {}).items() if field != key}
     model = _Model(
         cls=cls,
         columns=columns,
         select=select(cls),
         count=select(func.count()).select_from(cls),
         exists=select(literal(1)).select_from(cls),
+        insert=insert(cast("Table", table)) if insert_keys is not None else insert(cls),
+        insert_renames=renames or None,
     )
     _MODELS[cls] = model
     return model
@@ -165,6 +182,25 @@ class _RepositoryCore(Generic[T]):
             )
         return bool(state.pending)
 
+    def _rows(self, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Check every field name of ``rows``; the rows as the INSERT statement takes them."""
+        info = self._info
+        columns = info.columns
+        renames = info.insert_renames
+        checked: list[Mapping[str, Any]] = []
+        seen: set[frozenset[str]] = set()
+        for row in rows:
+            names = frozenset(row)
+            if names not in seen:
+                for name in names:
+                    if name not in columns:
+                        raise InvalidFieldError(info.cls, name, usage="field to insert")
+                seen.add(names)
+            if renames is not None:
+                row = {renames.get(name, name): value for name, value in row.items()}
+            checked.append(row)
+        return checked
+
     def _criteria(self, where: tuple[object, ...], equals: dict[str, Any]) -> list[Any]:
         info = self._info
         clauses: list[Any] = []
@@ -218,6 +254,11 @@ class _RepositoryCore(Generic[T]):
     def _check_count(name: str, value: int | None) -> None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise InvalidArgumentError(f"{name} must be a non-negative int or None, got {value!r}")
+
+    @staticmethod
+    def _check_batch(batch_size: int) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
 
     # -- statements -----------------------------------------------------------------------------
 
@@ -338,7 +379,53 @@ class Repository(_RepositoryCore[T]):
         else:
             self.session.delete(obj)
 
+    def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert ``rows`` (mappings of field names to values) in as few statements as possible.
+
+        The fast path for loading data: no objects are created and none enter the session, so no ORM
+        events or Python-side attribute defaults apply (column defaults do). Models without
+        inheritance are inserted with one Core ``INSERT`` executed for all rows (batched into
+        multi-row statements where the dialect supports it); others through SQLAlchemy's ORM bulk
+        INSERT. Returns the number of rows given. Like every write, it is committed by the unit.
+
+        Raises:
+            InvalidFieldError: A row names a field that is not a mapped column; nothing is sent then.
+            DuplicateKeyError: A row's key exists already.
+        """
+        checked = self._rows(rows)
+        if not checked:
+            return 0
+        try:
+            self.session.execute(self._info.insert, checked)
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+        return len(checked)
+
     # -- reads ----------------------------------------------------------------------------------
+
+    def stream(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        batch_size: int = 1000,
+        **equals: Any,
+    ) -> Iterator[T]:
+        """Iterate over the objects that match, fetching ``batch_size`` rows at a time.
+
+        Memory stays bounded by the batch however many rows match, as long as the caller does not
+        keep the objects (the session holds them only weakly). Arguments are checked at once; the
+        query runs when iteration starts. Use it within the block, and finish or close the iterator
+        before the next statement on the same unit.
+        """
+        self._check_batch(batch_size)
+        statement = self._select(where, equals, order_by).execution_options(yield_per=batch_size)
+        return self._stream(statement)
+
+    def _stream(self, statement: Select[Any]) -> Iterator[T]:
+        try:
+            yield from self.session.scalars(statement)
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
 
     def get(self, ident: Any) -> T | None:
         """The object with primary key ``ident``, or ``None``.
@@ -524,7 +611,41 @@ class AsyncRepository(_RepositoryCore[T]):
         else:
             await self._run("remove()", self.session.delete, obj)
 
+    async def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Insert ``rows`` in as few statements as the driver allows; see :meth:`Repository.insert_many`."""
+        checked = self._rows(rows)
+        if not checked:
+            return 0
+        await self._run("insert_many()", self.session.execute, self._info.insert, checked)
+        return len(checked)
+
     # -- reads ----------------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        batch_size: int = 1000,
+        **equals: Any,
+    ) -> AsyncIterator[T]:
+        """An async iterator over the objects that match, fetched ``batch_size`` rows at a time.
+
+        ``async for user in await users.stream(active=True): ...``; see :meth:`Repository.stream`.
+        Finish or close the iterator before the next call on the same unit.
+        """
+        self._check_batch(batch_size)
+        statement = self._select(where, equals, order_by).execution_options(yield_per=batch_size)
+        result = await self._run("stream()", self.session.stream_scalars, statement)
+        return self._stream(result)
+
+    async def _stream(self, result: Any) -> AsyncIterator[T]:
+        try:
+            async for obj in result:
+                yield obj
+        except sa_exc.DBAPIError as exc:
+            raise_translated(exc)
+        finally:
+            await result.close()
 
     async def get(self, ident: Any) -> T | None:
         """The object with primary key ``ident``, or ``None``; the identity map is looked at first."""
