@@ -231,7 +231,24 @@ def test_objects_read_in_a_block_need_no_io_after_commit(flavour: Flavour, backe
         async with unit_of(flavour) as unit:
             ann = await unit.repository(User).get_one("1")
             await unit.commit()
+            name = ann.name  # no implicit I/O: would raise MissingGreenlet if it needed any
+        return name
+
+    assert play(flavour, scenario) == "ann"
+
+
+@ASYNC
+def test_expire_on_commit_true_expires_objects_as_plain_sqlalchemy_does(
+    flavour: Flavour, backend: Backend
+) -> None:
+    backend.insert(User(id="1", name="ann"))
+
+    async def scenario() -> str | None:
+        async with uow.AsyncUnitOfWork(flavour.session_factory, expire_on_commit=True) as unit:
+            ann = await unit.repository(User).get_one("1")
+            await unit.commit()
+            assert "name" not in ann.__dict__
             await unit.session.refresh(ann)
-        return ann.name
+            return ann.name
 
     assert play(flavour, scenario) == "ann"

@@ -408,26 +408,40 @@ class AsyncUnitOfWork(_UnitCore):
       :class:`~uow.StateError`. Calls made one after another from different tasks are fine.
     """
 
-    __slots__ = ("_guard",)
+    __slots__ = ("_expire_on_commit", "_guard")
 
-    def __init__(self, session_factory: Callable[[], AsyncSession]) -> None:
+    def __init__(
+        self,
+        session_factory: Callable[[], AsyncSession],
+        *,
+        expire_on_commit: bool | None = False,
+    ) -> None:
         """Create a unit that opens its sessions with ``session_factory``.
 
         Args:
             session_factory: An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker`, or any callable
                 taking no arguments that returns a new :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+            expire_on_commit: Whether :meth:`commit` expires the objects the session holds. The
+                default, ``False``, keeps them loaded, so that reading an attribute after a commit
+                never needs the implicit I/O that async code cannot do; ``True`` expires them as
+                plain SQLAlchemy does (reload them with ``await unit.session.refresh(obj)``);
+                ``None`` keeps whatever the factory's sessions are configured with.
 
         Raises:
             InvalidArgumentError: ``session_factory`` is not callable.
         """
         super().__init__(session_factory)
         self._guard = CallGuard()
+        self._expire_on_commit = expire_on_commit
 
     async def __aenter__(self) -> Self:
         from sqlalchemy.ext.asyncio import AsyncSession
 
         session: AsyncSession = self._open(AsyncSession)
-        instrument(type(session.sync_session))
+        sync_session = session.sync_session
+        if self._expire_on_commit is not None:
+            sync_session.expire_on_commit = self._expire_on_commit
+        instrument(type(sync_session))
         self._repositories = {}
         self._guard = CallGuard()
         self._session = session
