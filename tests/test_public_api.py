@@ -15,6 +15,8 @@ def test_the_public_names_are_pinned() -> None:
         "AsyncRepository",
         "AsyncUnitOfWork",
         "DuplicateKeyError",
+        "HasEvents",
+        "HookError",
         "IntegrityError",
         "InvalidArgumentError",
         "InvalidFieldError",
@@ -26,6 +28,7 @@ def test_the_public_names_are_pinned() -> None:
         "UncommittedWorkWarning",
         "UnitOfWork",
         "UnitOfWorkError",
+        "configure_sqlite",
     ]
     assert uow.__all__ == sorted(uow.__all__)
     for name in uow.__all__:
@@ -42,6 +45,7 @@ def test_the_public_names_are_pinned() -> None:
         (uow.InvalidFieldError, (uow.InvalidArgumentError, ValueError)),
         (uow.IntegrityError, (uow.UnitOfWorkError, sqlalchemy.exc.IntegrityError)),
         (uow.DuplicateKeyError, (uow.IntegrityError, sqlalchemy.exc.IntegrityError)),
+        (uow.HookError, (uow.UnitOfWorkError, ExceptionGroup)),
     ],
 )
 def test_each_error_is_also_the_exception_code_already_catches(

@@ -6,8 +6,10 @@ the session is always closed and its connection returned to the pool.
 
 from __future__ import annotations
 
+from uow._async_unit import AsyncUnitOfWork
 from uow._errors import (
     DuplicateKeyError,
+    HookError,
     IntegrityError,
     InvalidArgumentError,
     InvalidFieldError,
@@ -17,13 +19,17 @@ from uow._errors import (
     UncommittedWorkWarning,
     UnitOfWorkError,
 )
+from uow._events import HasEvents
 from uow._repository import AsyncRepository, OrderBy, Repository
-from uow._unit import AsyncUnitOfWork, UnitOfWork
+from uow._sqlite import configure_sqlite
+from uow._unit import UnitOfWork
 
 __all__ = [
     "AsyncRepository",
     "AsyncUnitOfWork",
     "DuplicateKeyError",
+    "HasEvents",
+    "HookError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidFieldError",
@@ -35,6 +41,7 @@ __all__ = [
     "UncommittedWorkWarning",
     "UnitOfWork",
     "UnitOfWorkError",
+    "configure_sqlite",
 ]
 
 __version__ = "0.1.0.dev0"

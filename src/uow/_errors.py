@@ -9,8 +9,9 @@ code already catches for the same condition::
      ├── MultipleResultsError      (also LookupError)    one() found more than one row
      ├── InvalidArgumentError      (also ValueError)     a repository call that cannot be turned into SQL
      │    └── InvalidFieldError                          a field name that is not a mapped column
-     └── IntegrityError            (also sqlalchemy.exc.IntegrityError)
-          └── DuplicateKeyError                          a primary-key or unique constraint was violated
+     ├── IntegrityError            (also sqlalchemy.exc.IntegrityError)
+     │    └── DuplicateKeyError                          a primary-key or unique constraint was violated
+     └── HookError                 (also ExceptionGroup) after-commit/rollback hooks or handlers failed
 
     UncommittedWorkWarning         (a UserWarning)       a block ended with work that was never committed
 
@@ -20,12 +21,14 @@ its ``statement``, ``params`` and ``orig`` (the driver's exception).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Self
 
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
     "DuplicateKeyError",
+    "HookError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidFieldError",
@@ -127,6 +130,28 @@ class IntegrityError(UnitOfWorkError, sa_exc.IntegrityError):
 
 class DuplicateKeyError(IntegrityError):
     """A primary-key or unique constraint was violated: the row already exists."""
+
+
+class HookError(UnitOfWorkError, ExceptionGroup[Exception]):
+    """Hooks or event handlers that ran after a commit or a rollback failed.
+
+    Raised once all of them have run, with every failure inside (``except* SomeError`` picks them out).
+    The transaction's outcome stands: ``committed`` says whether the data was committed (after-commit
+    hooks and event handlers) or rolled back (after-rollback hooks).
+    """
+
+    committed: bool
+
+    def __new__(cls, message: str, exceptions: Sequence[Exception], *, committed: bool) -> Self:
+        self = super().__new__(cls, message, exceptions)
+        self.committed = committed
+        return self
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], *, committed: bool) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> HookError:  # type: ignore[override]
+        return HookError(self.message, excs, committed=self.committed)
 
 
 class UncommittedWorkWarning(UserWarning):

@@ -2,197 +2,34 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import threading
-import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, overload
 
-from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from uow._classify import translate
-from uow._errors import InvalidArgumentError, StateError, UncommittedWorkWarning
-from uow._repository import ENDED_SESSION, AsyncRepository, CallGuard, Repository
+from uow._core import (
+    UnitCore,
+    attach_failure,
+    attach_hook_failures,
+    interrupted,
+    warn_uncommitted,
+)
+from uow._repository import Repository
+from uow._session import discard_connections, uncommitted_work
+from uow._sqlite import check_savepoints
+from uow._transaction import Frame, active_units, dispatch_events, hook_error, run_hooks
 
-if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-__all__ = ["AsyncUnitOfWork", "UnitOfWork"]
-
-logger = logging.getLogger("uow")
+__all__ = ["UnitOfWork"]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Repository[Any])
-AR = TypeVar("AR", bound=AsyncRepository[Any])
-
-_FLUSHED = "uow.flushed_in"
-_CONNECTIONS = "uow.connections"
-_tracked_classes: set[type[Session]] = set()
-_tracking_lock = threading.Lock()
 
 
-def _record_flush(session: Session, flush_context: object) -> None:
-    session.info[_FLUSHED] = session.get_transaction()
-
-
-def _record_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
-    session.info.setdefault(_CONNECTIONS, {})[connection.engine] = connection
-
-
-def instrument(session_class: type[Session]) -> None:
-    """Make sessions of ``session_class`` remember their last flush and their connections.
-
-    Listeners are registered once per session class (each ``sessionmaker`` makes its own), and
-    record into ``session.info``: the transaction of the last flush, to tell whether uncommitted work
-    reached the database, and the connection per engine, to give it back to the pool even when
-    closing the session fails.
-    """
-    if session_class in _tracked_classes:
-        return
-    with _tracking_lock:
-        if session_class not in _tracked_classes:
-            event.listen(session_class, "after_flush", _record_flush)
-            event.listen(session_class, "after_begin", _record_begin)
-            _tracked_classes.add(session_class)
-
-
-def discard_connections(session: Session) -> None:
-    """Invalidate and close every connection ``session`` still holds; the pool gets them back."""
-    connections: dict[Engine, Connection] = session.info.get(_CONNECTIONS, {})
-    for connection in connections.values():
-        if not connection.closed:
-            try:
-                connection.invalidate()
-            finally:
-                connection.close()
-
-
-def uncommitted_work(session: Session) -> str | None:
-    """Describe the work ``session`` holds that was neither committed nor rolled back, if any."""
-    parts = [
-        f"{count} {what} object(s)"
-        for what, count in (
-            ("new", len(session.new)),
-            ("changed", len(session.dirty)),
-            ("deleted", len(session.deleted)),
-        )
-        if count
-    ]
-    info = session.__dict__.get("info")
-    if info is not None:
-        flushed: SessionTransaction | None = info.get(_FLUSHED)
-        if flushed is not None and flushed is session.get_transaction():
-            parts.append("changes already flushed to the database")
-    return ", ".join(parts) if parts else None
-
-
-def interrupted(error: BaseException) -> bool:
-    """Whether ``error`` may have cut a driver call short, leaving the connection in an unknown state.
-
-    That is every ``BaseException`` that is not an ``Exception``: cancellation, ``KeyboardInterrupt``,
-    ``SystemExit``. Such a connection is invalidated (closed; the server rolls back) instead of being
-    asked to roll back.
-    """
-    return not isinstance(error, Exception)
-
-
-def warn_uncommitted(discarded: str) -> None:
-    warnings.warn(
-        f"unit of work ended without commit(); rolled back {discarded}. "
-        "Call unit.commit() to keep the work, or unit.rollback() to discard it explicitly.",
-        UncommittedWorkWarning,
-        stacklevel=3,
-    )
-
-
-def attach_failure(error: BaseException, failure: BaseException, during: str) -> None:
-    """Record on ``error`` that ``failure`` happened while cleaning up after it; ``error`` wins."""
-    error.add_note(f"uow: {during} after this error also failed: {failure!r}")
-    logger.error("%s failed while handling %r", during, error, exc_info=failure)
-
-
-def not_active(action: str) -> StateError:
-    return StateError(
-        f"{action} needs an active unit of work: call it inside 'with unit:' "
-        "(a unit is active from entering its block until the block ends)"
-    )
-
-
-def already_active() -> StateError:
-    return StateError(
-        "this unit of work is already active: a unit runs one block at a time; "
-        "create another UnitOfWork for independent work, or finish this block first"
-    )
-
-
-class _UnitCore:
-    """State and rules shared by the sync and async units; only the I/O differs between them."""
-
-    __slots__ = ("_factory", "_repositories", "_session")
-
-    def __init__(self, session_factory: Callable[[], Any]) -> None:
-        if not callable(session_factory):
-            raise InvalidArgumentError(
-                f"a unit of work needs a session factory such as sessionmaker(engine), "
-                f"got {session_factory!r}"
-            )
-        self._factory = session_factory
-        self._session: Any = None
-        self._repositories: dict[Any, Any] = {}
-
-    @property
-    def active(self) -> bool:
-        """Whether the unit is inside its block: between entering it and leaving it."""
-        return self._session is not None
-
-    def __repr__(self) -> str:
-        state = "active" if self._session is not None else "idle"
-        return f"<{type(self).__name__} {state}>"
-
-    def _open(self, session_type: type[Any]) -> Any:
-        if self._session is not None:
-            raise already_active()
-        session = self._factory()
-        if not isinstance(session, session_type):
-            raise InvalidArgumentError(
-                f"the session factory of a {type(self).__name__} must return a "
-                f"{session_type.__module__}.{session_type.__name__}, got {type(session).__name__}"
-            )
-        return session
-
-    def _release(self) -> Any:
-        session = self._session
-        self._session = None
-        if self._repositories:
-            for repository in self._repositories.values():
-                repository.session = ENDED_SESSION
-            self._repositories = {}
-        return session
-
-    def _active(self, action: str) -> Any:
-        session = self._session
-        if session is None:
-            raise not_active(action)
-        return session
-
-    def _repository(self, target: Any, base: type[Any], extra: dict[str, Any]) -> Any:
-        repository = self._repositories.get(target)
-        if repository is not None:
-            return repository
-        session = self._active("repository()")
-        if isinstance(target, type) and issubclass(target, base):
-            repository = target(session, **extra)
-        else:
-            repository = base(session, target, **extra)
-        self._repositories[target] = repository
-        return repository
-
-
-class UnitOfWork(_UnitCore):
+class UnitOfWork(UnitCore):
     """A block of work on one :class:`~sqlalchemy.orm.Session` that commits only when told to.
 
     ::
@@ -221,23 +58,39 @@ class UnitOfWork(_UnitCore):
 
     __slots__ = ()
 
-    def __init__(self, session_factory: Callable[[], Session]) -> None:
+    def __init__(
+        self,
+        session_factory: Callable[[], Session],
+        *,
+        dispatch: Callable[[Any], Any] | None = None,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+        durable: bool = False,
+    ) -> None:
         """Create a unit that opens its sessions with ``session_factory``.
 
         Args:
             session_factory: A :class:`~sqlalchemy.orm.sessionmaker`, or any callable taking no
                 arguments that returns a new :class:`~sqlalchemy.orm.Session`.
+            dispatch: Called with each domain event recorded by the session's entities
+                (:class:`~uow.HasEvents`) after a successful commit, in recording order.
+            isolation_level: ``"SERIALIZABLE"``, ``"REPEATABLE READ"``, ``"READ COMMITTED"`` or
+                ``"READ UNCOMMITTED"``, for every transaction of this unit only; the connection goes
+                back to the pool at the engine's default. Needs a session bound to one engine.
+            read_only: Refuse :meth:`commit` and flushes while the session holds changes, before any
+                SQL is sent; on PostgreSQL and MariaDB the transactions are also opened READ ONLY,
+                so writes sent as raw SQL fail at the server.
+            durable: Refuse to enter while another unit is active in the same thread or task, for
+                work that must really be committed when :meth:`commit` returns.
 
         Raises:
-            InvalidArgumentError: ``session_factory`` is not callable.
+            InvalidArgumentError: ``session_factory`` is not callable, or an option is invalid.
         """
-        super().__init__(session_factory)
+        super().__init__(session_factory, dispatch, isolation_level, read_only, durable)
 
     def __enter__(self) -> Self:
         session: Session = self._open(Session)
-        instrument(type(session))
-        self._repositories = {}
-        self._session = session
+        self._start(session, session)
         return self
 
     def __exit__(
@@ -246,19 +99,29 @@ class UnitOfWork(_UnitCore):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        session: Session | None = self._release()
+        session: Session | None = self._session
         if session is None:
             return
+        self._drop_events(session)
+        discarded = uncommitted_work(session) if exc is None else None
+        session, frames = self._release()
+        failures: list[Exception] = []
         if exc is None:
-            discarded = uncommitted_work(session)
             _end(session, None)
+            if frames is not None:
+                run_hooks(frames.end().on_rollback, failures, "after-rollback")
             if discarded is not None:
                 warn_uncommitted(discarded)
+            if failures:
+                raise hook_error(failures, committed=False)
             return
         try:
             _end(session, exc)
         except BaseException as failure:
             attach_failure(exc, failure, "rolling back and closing the session")
+        if frames is not None:
+            run_hooks(frames.end().on_rollback, failures, "after-rollback")
+            attach_hook_failures(exc, failures)
 
     @property
     def session(self) -> Session:
@@ -278,10 +141,17 @@ class UnitOfWork(_UnitCore):
         a primary-key or unique violation as :class:`~uow.DuplicateKeyError`, another integrity
         violation as :class:`~uow.IntegrityError`, anything else unchanged.
 
+        After the commit, the dispatcher receives the recorded domain events and then the
+        :meth:`on_commit` hooks run, each exactly once, in order. If any of them fails, the others
+        still run and a :class:`~uow.HookError` is raised at the end; the data is committed.
+
         Raises:
-            StateError: The unit is not active.
+            StateError: The unit is not active; or it is inside a savepoint block; or a statement
+                failed earlier in the transaction and its error was caught (roll back first); or the
+                unit is read-only and the session holds changes.
         """
         session: Session = self._active("commit()")
+        events = self._check_commit(session)
         try:
             session.commit()
         except BaseException as exc:
@@ -290,21 +160,138 @@ class UnitOfWork(_UnitCore):
                 _recover(session, exc)
             except BaseException as failure:
                 attach_failure(translated or exc, failure, "rolling back the failed commit")
+            root = self._end_transaction()
+            if root is not None and root.on_rollback:
+                failures: list[Exception] = []
+                run_hooks(root.on_rollback, failures, "after-rollback")
+                attach_hook_failures(translated or exc, failures)
             if translated is not None:
                 raise translated from exc
             raise
+        root = self._end_transaction()
+        if events or (root is not None and root.on_commit):
+            self._after_commit(events, root)
+
+    def _after_commit(self, events: list[object] | None, root: Frame | None) -> None:
+        failures: list[Exception] = []
+        outer = active_units.set(max(0, active_units.get() - 1))
+        try:
+            if events and self._options.dispatch is not None:
+                dispatch_events(self._options.dispatch, events, failures)
+            if root is not None:
+                run_hooks(root.on_commit, failures, "after-commit")
+        finally:
+            active_units.reset(outer)
+        if failures:
+            raise hook_error(failures, committed=True)
 
     def rollback(self) -> None:
         """Discard pending changes and roll back the transaction; the unit stays active.
 
         Objects added since the last commit are expunged; loaded objects are expired and reload on
-        next access.
+        next access. Domain events recorded since the last commit are dropped, and the
+        :meth:`on_rollback` hooks run.
+
+        Raises:
+            StateError: The unit is not active, or it is inside a savepoint block.
+            HookError: An after-rollback hook failed (after all of them ran).
+        """
+        session: Session = self._active("rollback()")
+        self._check_rollback(session)
+        session.rollback()
+        root = self._end_transaction()
+        if root is not None and root.on_rollback:
+            failures: list[Exception] = []
+            run_hooks(root.on_rollback, failures, "after-rollback")
+            if failures:
+                raise hook_error(failures, committed=False)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception inside rolls back to the savepoint only.
+
+        ::
+
+            with unit.savepoint():
+                users.add(User(id="8", name="maybe"))
+
+        Entering flushes pending changes and sets a SAVEPOINT. If the block raises, the work done
+        inside it is rolled back (objects added inside are expunged, changed ones expired), its
+        hooks and domain events are dropped (its :meth:`on_rollback` hooks run), and the exception
+        propagates; the work done before stays in the unit's transaction. A normal exit releases
+        the savepoint, and its work commits or rolls back with the unit. Savepoints nest to any
+        depth. :meth:`commit` and :meth:`rollback` are refused inside one.
+
+        Raises:
+            StateError: The unit is not active, or it runs on a SQLite engine whose driver would
+                make the savepoint non-atomic (see :func:`~uow.configure_sqlite`).
+        """
+        session: Session = self._active("savepoint()")
+        check_savepoints(session)
+        frames = self._frames_of_block()
+        nested = session.begin_nested()
+        frame = frames.push()
+        try:
+            yield
+        except BaseException as exc:
+            frames.discard(frame)
+            self._drop_events(session, frame.mark)
+            if not interrupted(exc):
+                try:
+                    if nested.is_active:
+                        nested.rollback()
+                except BaseException as failure:
+                    attach_failure(exc, failure, "rolling back the savepoint")
+            failures: list[Exception] = []
+            run_hooks(frame.on_rollback, failures, "after-rollback")
+            attach_hook_failures(exc, failures)
+            raise
+        try:
+            nested.commit()
+        except BaseException as exc:
+            frames.discard(frame)
+            self._drop_events(session, frame.mark)
+            try:
+                if nested.is_active:
+                    nested.rollback()
+            except BaseException as failure:
+                attach_failure(exc, failure, "rolling back the savepoint")
+            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
+            if translated is not None:
+                raise translated from exc
+            raise
+        frames.release(frame)
+
+    def on_commit(self, fn: Callable[[], object], *, robust: bool = False) -> None:
+        """Run ``fn()`` once the current transaction has committed.
+
+        Hooks run after the commit, exactly once, in the order they were registered, after the
+        domain events were dispatched. A hook registered inside a savepoint is dropped if the
+        savepoint rolls back; every hook is dropped if the unit rolls back. A failing hook never
+        undoes the commit and never stops the later hooks: the failures are raised together as a
+        :class:`~uow.HookError` once all hooks ran, or, with ``robust=True``, logged to the ``uow``
+        logger instead. A hook may open a unit of its own.
 
         Raises:
             StateError: The unit is not active.
+            InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
         """
-        session: Session = self._active("rollback()")
-        session.rollback()
+        self._register("on_commit()", fn, robust, allow_async=False).on_commit.append((fn, robust))
+
+    def on_rollback(self, fn: Callable[[], object], *, robust: bool = False) -> None:
+        """Run ``fn()`` when the work of the current transaction (or savepoint) is rolled back.
+
+        It runs when the savepoint it was registered in rolls back, or when the unit rolls back
+        (:meth:`rollback`, a failed commit, or leaving the block without committing); it is dropped
+        once the transaction commits. Failures are raised as a :class:`~uow.HookError` after all
+        hooks ran, or attached as notes when an exception is already propagating; ``robust=True``
+        logs them instead.
+
+        Raises:
+            StateError: The unit is not active.
+            InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
+        """
+        self._register("on_rollback()", fn, robust, allow_async=False).on_rollback.append((fn, robust))
 
     @overload
     def repository(self, target: type[R]) -> R: ...
@@ -315,13 +302,21 @@ class UnitOfWork(_UnitCore):
 
         ``target`` is a mapped class (giving a :class:`~uow.Repository` of it) or a subclass of
         :class:`~uow.Repository` (giving an instance of that subclass). Within one block the same
-        ``target`` always gives the same instance.
+        ``target`` always gives the same instance; after the block it refuses to be used.
 
         Raises:
             StateError: The unit is not active.
             InvalidArgumentError: ``target`` is neither a mapped class nor a repository class.
         """
-        repository: Repository[Any] = self._repository(target, Repository, {})
+        repository = self._repositories.get(target)
+        if repository is not None:
+            return repository  # type: ignore[no-any-return]  # the cache holds what was built below
+        session = self._active("repository()")
+        if isinstance(target, type) and issubclass(target, Repository):
+            repository = target(session)
+        else:
+            repository = Repository(session, target)
+        self._repositories[target] = repository
         return repository
 
 
@@ -343,199 +338,3 @@ def _recover(session: Session, exc: BaseException) -> None:
         session.invalidate()
     else:
         session.rollback()
-
-
-# -- async ------------------------------------------------------------------------------------------
-
-
-async def _finish(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Run ``cleanup`` to its end even if the calling task is cancelled meanwhile.
-
-    A cancellation that arrives while waiting is raised again once the cleanup is over, so that the
-    caller never carries on while a connection is still on its way back to the pool.
-    """
-    task = asyncio.ensure_future(cleanup)
-    cancelled: asyncio.CancelledError | None = None
-    while True:
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError as exc:
-            if task.done():
-                raise
-            cancelled = exc
-        else:
-            break
-    if cancelled is not None:
-        raise cancelled
-
-
-async def _end_async(session: AsyncSession, exc: BaseException | None) -> None:
-    try:
-        if exc is not None and interrupted(exc):
-            await session.invalidate()
-        else:
-            await session.close()
-    except BaseException:
-        await session.run_sync(discard_connections)
-        raise
-
-
-async def _recover_async(session: AsyncSession, exc: BaseException) -> None:
-    if interrupted(exc):
-        await session.invalidate()
-    else:
-        await session.rollback()
-
-
-class AsyncUnitOfWork(_UnitCore):
-    """The async twin of :class:`UnitOfWork`, on an :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
-
-    ::
-
-        async with AsyncUnitOfWork(async_session) as unit:
-            await unit.repository(User).add(User(id="7", name="hanmeimei"))
-            await unit.commit()
-
-    It keeps every rule of :class:`UnitOfWork`: nothing is committed implicitly, leaving the block
-    or an exception rolls back, the same warning, the same errors. In addition:
-
-    - Cancellation (``asyncio.CancelledError``, including from ``asyncio.timeout``) anywhere in the
-      block, during :meth:`commit` or during exit invalidates the connection (it may have been cut
-      off mid-statement; the server rolls back) and the cleanup runs to its end before the
-      cancellation propagates. The connection is always returned to the pool.
-    - One call at a time: starting :meth:`commit`, :meth:`rollback` or a repository method while
-      another one of the same unit is still running (``asyncio.gather`` over one unit) raises
-      :class:`~uow.StateError`. Calls made one after another from different tasks are fine.
-    """
-
-    __slots__ = ("_expire_on_commit", "_guard")
-
-    def __init__(
-        self,
-        session_factory: Callable[[], AsyncSession],
-        *,
-        expire_on_commit: bool | None = False,
-    ) -> None:
-        """Create a unit that opens its sessions with ``session_factory``.
-
-        Args:
-            session_factory: An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker`, or any callable
-                taking no arguments that returns a new :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
-            expire_on_commit: Whether :meth:`commit` expires the objects the session holds. The
-                default, ``False``, keeps them loaded, so that reading an attribute after a commit
-                never needs the implicit I/O that async code cannot do; ``True`` expires them as
-                plain SQLAlchemy does (reload them with ``await unit.session.refresh(obj)``);
-                ``None`` keeps whatever the factory's sessions are configured with.
-
-        Raises:
-            InvalidArgumentError: ``session_factory`` is not callable.
-        """
-        super().__init__(session_factory)
-        self._guard = CallGuard()
-        self._expire_on_commit = expire_on_commit
-
-    async def __aenter__(self) -> Self:
-        from sqlalchemy.ext.asyncio import AsyncSession
-
-        session: AsyncSession = self._open(AsyncSession)
-        sync_session = session.sync_session
-        if self._expire_on_commit is not None:
-            sync_session.expire_on_commit = self._expire_on_commit
-        instrument(type(sync_session))
-        self._repositories = {}
-        self._guard = CallGuard()
-        self._session = session
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        session: AsyncSession | None = self._release()
-        if session is None:
-            return
-        if exc is None:
-            discarded = uncommitted_work(session.sync_session)
-            await _finish(_end_async(session, None))
-            if discarded is not None:
-                warn_uncommitted(discarded)
-            return
-        try:
-            await _finish(_end_async(session, exc))
-        except BaseException as failure:
-            if isinstance(failure, asyncio.CancelledError) and not isinstance(exc, asyncio.CancelledError):
-                raise  # a cancellation that arrived during cleanup must reach the task
-            attach_failure(exc, failure, "rolling back and closing the session")
-
-    @property
-    def session(self) -> AsyncSession:
-        """The live async session of the active block.
-
-        Raises:
-            StateError: The unit is not active.
-        """
-        session: AsyncSession = self._active("unit.session")
-        return session
-
-    async def commit(self) -> None:
-        """Flush pending changes and commit the transaction; see :meth:`UnitOfWork.commit`.
-
-        If the commit is cancelled, whether it reached the database is unknown: the connection is
-        invalidated and the cancellation propagates.
-
-        Raises:
-            StateError: The unit is not active, or another call of this unit is still running.
-        """
-        session: AsyncSession = self._active("commit()")
-        guard = self._guard
-        guard.enter("commit()")
-        try:
-            await session.commit()
-        except BaseException as exc:
-            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
-            try:
-                await _finish(_recover_async(session, exc))
-            except BaseException as failure:
-                if isinstance(failure, asyncio.CancelledError) and not isinstance(
-                    exc, asyncio.CancelledError
-                ):
-                    raise
-                attach_failure(translated or exc, failure, "rolling back the failed commit")
-            if translated is not None:
-                raise translated from exc
-            raise
-        finally:
-            guard.running = None
-
-    async def rollback(self) -> None:
-        """Discard pending changes and roll back the transaction; the unit stays active.
-
-        Raises:
-            StateError: The unit is not active, or another call of this unit is still running.
-        """
-        session: AsyncSession = self._active("rollback()")
-        guard = self._guard
-        guard.enter("rollback()")
-        try:
-            await session.rollback()
-        finally:
-            guard.running = None
-
-    @overload
-    def repository(self, target: type[AR]) -> AR: ...
-    @overload
-    def repository(self, target: type[T]) -> AsyncRepository[T]: ...
-    def repository(self, target: type[Any]) -> AsyncRepository[Any]:
-        """The async repository for ``target`` in this block, created on first use.
-
-        ``target`` is a mapped class (giving an :class:`~uow.AsyncRepository` of it) or a subclass of
-        :class:`~uow.AsyncRepository`. Within one block the same ``target`` gives the same instance.
-
-        Raises:
-            StateError: The unit is not active.
-            InvalidArgumentError: ``target`` is neither a mapped class nor a repository class.
-        """
-        repository: AsyncRepository[Any] = self._repository(target, AsyncRepository, {"_guard": self._guard})
-        return repository

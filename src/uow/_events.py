@@ -1,0 +1,72 @@
+"""Domain events: entities record them; the unit hands them to its dispatcher after a commit."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["HasEvents"]
+
+_KEY = "_uow_events"
+_sequence = itertools.count(1)
+
+
+def next_mark() -> int:
+    """A number greater than that of every event recorded so far, in any thread."""
+    return next(_sequence)
+
+
+class HasEvents:
+    """A mixin for mapped classes whose instances record domain events.
+
+    ::
+
+        class Order(HasEvents, Base):
+            ...
+            def ship(self) -> None:
+                self.status = "shipped"
+                self.record_event(OrderShipped(self.id))
+
+    A unit of work given a dispatcher (``UnitOfWork(factory, dispatch=handle)``) collects the events
+    of every entity in its session and, after a successful commit, calls ``handle(event)`` for each,
+    in the order they were recorded, across entities. Events recorded by work that is rolled back
+    (the whole unit, or a savepoint) are dropped and never dispatched. Events live outside the
+    mapped state: they are never persisted and survive ``expire()``.
+    """
+
+    __slots__ = ()
+
+    def record_event(self, event: object) -> None:
+        """Record ``event`` to be dispatched after the unit that holds this entity commits."""
+        recorded: list[tuple[int, object]] | None = self.__dict__.get(_KEY)
+        if recorded is None:
+            recorded = self.__dict__[_KEY] = []
+        recorded.append((next(_sequence), event))
+
+    @property
+    def recorded_events(self) -> list[object]:
+        """The events recorded and not yet dispatched or dropped, oldest first."""
+        return [event for _, event in self.__dict__.get(_KEY, ())]
+
+
+def take(entities: Iterable[object]) -> list[object]:
+    """Remove the events recorded on ``entities`` and return them in recording order."""
+    found: list[tuple[int, object]] = []
+    for entity in entities:
+        if isinstance(entity, HasEvents):
+            recorded = entity.__dict__.get(_KEY)
+            if recorded:
+                found.extend(recorded)
+                recorded.clear()
+    found.sort(key=lambda item: item[0])
+    return [event for _, event in found]
+
+
+def drop(entities: Iterable[Any], after: int = 0) -> None:
+    """Forget the events recorded on ``entities`` with a number above ``after``."""
+    for entity in entities:
+        if isinstance(entity, HasEvents):
+            recorded = entity.__dict__.get(_KEY)
+            if recorded:
+                recorded[:] = [item for item in recorded if item[0] <= after]
