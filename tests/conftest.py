@@ -24,6 +24,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from tests.drivers import Flavour
 from tests.models import Account, Base, Tag, User
+from uow import configure_sqlite
 from uow.examples.users import Base as ExampleBase
 
 BACKENDS = ["sqlite-memory", "sqlite-file", "postgresql", "mariadb"]
@@ -176,7 +177,10 @@ def flavour(
     name: str = request.param
     key = (backend.name, name)
     if key not in _engines:
-        _engines[key] = backend.async_engine() if name == "async" else backend.sync_engine()
+        engine = backend.async_engine() if name == "async" else backend.sync_engine()
+        if backend.kind == "sqlite":
+            configure_sqlite(engine)  # as the docs tell users to: atomic savepoints
+        _engines[key] = engine
     made = Flavour(name, _engines[key], runner if name == "async" else None)
     yield made
     assert made.checked_out() == 0, "a connection was left checked out"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -100,6 +101,28 @@ class UnitDriver:
     def flush(self) -> None:
         self._call(self.real.session.flush())
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        if isinstance(self.real, AsyncUnitOfWork):
+            manager = self.real.savepoint()
+            self._call(manager.__aenter__())
+            try:
+                yield
+            except BaseException as exc:
+                if not self._call(manager.__aexit__(type(exc), exc, exc.__traceback__)):
+                    raise
+            else:
+                self._call(manager.__aexit__(None, None, None))
+        else:
+            with self.real.savepoint():
+                yield
+
+    def on_commit(self, fn: Callable[[], Any], *, robust: bool = False) -> None:
+        self.real.on_commit(fn, robust=robust)
+
+    def on_rollback(self, fn: Callable[[], Any], *, robust: bool = False) -> None:
+        self.real.on_rollback(fn, robust=robust)
+
 
 class Flavour:
     """Makes units of one flavour against one backend's engine."""
@@ -117,10 +140,21 @@ class Flavour:
     def is_async(self) -> bool:
         return self.runner is not None
 
-    def unit(self, factory: Callable[[], Any] | None = None) -> UnitDriver:
+    def unit(self, factory: Callable[[], Any] | None = None, **options: Any) -> UnitDriver:
         factory = factory or self.session_factory
-        unit = AsyncUnitOfWork(factory) if self.is_async else UnitOfWork(factory)
+        unit = AsyncUnitOfWork(factory, **options) if self.is_async else UnitOfWork(factory, **options)
         return UnitDriver(unit, self.runner)
+
+    def hook(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        """``fn`` as this flavour's users would write a hook: a coroutine function when async."""
+        if not self.is_async:
+            return fn
+
+        async def hook() -> Any:
+            await asyncio.sleep(0)
+            return fn()
+
+        return hook
 
     def run(self, awaitable_or_value: Any) -> Any:
         if self.runner is not None and inspect.isawaitable(awaitable_or_value):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from uow import AsyncRepository, Repository
+from uow import AsyncRepository, HasEvents, Repository
 from uow.examples.users import User
 
 
@@ -13,8 +13,8 @@ class Base(DeclarativeBase):
     pass
 
 
-class Account(Base):
-    """An account: NOT NULL and UNIQUE columns, an integer key, and a relationship."""
+class Account(HasEvents, Base):
+    """An account: NOT NULL and UNIQUE columns, an integer key, a relationship, domain events."""
 
     __tablename__ = "uow_account"
 

@@ -251,9 +251,16 @@ def test_leaving_after_an_explicit_rollback_does_not_warn(flavour: Flavour, back
     assert backend.users() == []
 
 
-def test_raw_writes_without_commit_are_rolled_back(flavour: Flavour, backend: Backend) -> None:
-    with flavour.unit() as unit:
+def test_raw_writes_without_commit_are_rolled_back_and_warn(flavour: Flavour, backend: Backend) -> None:
+    with pytest.warns(uow.UncommittedWorkWarning, match="flushed"), flavour.unit() as unit:
         unit.execute(insert(User).values(id="1", name="ann"))
+
+    assert backend.users() == []
+
+
+def test_bulk_inserts_without_commit_are_rolled_back_and_warn(flavour: Flavour, backend: Backend) -> None:
+    with pytest.warns(uow.UncommittedWorkWarning, match="flushed"), flavour.unit() as unit:
+        unit.repository(User).insert_many([{"id": "1", "name": "ann"}])
 
     assert backend.users() == []
 

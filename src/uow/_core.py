@@ -73,11 +73,20 @@ def _inside_savepoint(action: str) -> StateError:
     )
 
 
-_PARTIAL_COMMIT = StateError(
-    "commit() refused: a statement failed earlier in this unit and its error was caught, so "
-    "committing now could save only part of the work (MariaDB and SQLite undo just the failed "
-    "statement). Call unit.rollback(), or wrap statements that may fail in 'with unit.savepoint():'"
-)
+def partial_commit() -> StateError:
+    return StateError(
+        "commit() refused: a statement failed earlier in this unit and its error was caught, so "
+        "committing now could save only part of the work (MariaDB and SQLite undo just the failed "
+        "statement). Call unit.rollback(), or wrap statements that may fail in 'with unit.savepoint():'"
+    )
+
+
+def partial_savepoint() -> StateError:
+    return StateError(
+        "a statement failed inside this savepoint and its error was caught, so the savepoint's work "
+        "is incomplete: it was rolled back instead of released. Let the error leave the savepoint "
+        "block, or give the failing statement a savepoint of its own"
+    )
 
 
 class UnitCore:
@@ -204,7 +213,7 @@ class UnitCore:
             if frames.in_savepoint:
                 raise _inside_savepoint("commit()")
             if frames.failed:
-                raise _PARTIAL_COMMIT
+                raise partial_commit()
         if self._options.read_only and (sync.new or sync.dirty or sync.deleted):
             raise read_only_refusal("commit()")
         if self._options.dispatch is None:

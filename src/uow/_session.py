@@ -12,7 +12,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from uow._errors import StateError
 
@@ -38,6 +38,7 @@ def instrument(session_class: type[Session]) -> None:
         if not _instrumented:
             event.listen(Engine, "handle_error", _on_error)
         event.listen(session_class, "after_flush", _on_flush)
+        event.listen(session_class, "do_orm_execute", _on_execute)
         event.listen(session_class, "after_begin", _on_begin)
         event.listen(session_class, "before_flush", _before_flush)
         _instrumented.add(session_class)
@@ -50,6 +51,15 @@ def _unit_of(session: Session) -> Any:
 
 def _on_flush(session: Session, flush_context: object) -> None:
     session.info[_FLUSHED] = session.get_transaction()
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        # A write sent with session.execute(): uncommitted work like a flush. Begin the transaction it
+        # will run in now, so that it is the one remembered.
+        session = state.session
+        session.connection(bind_arguments=state.bind_arguments)
+        session.info[_FLUSHED] = session.get_transaction()
 
 
 def _on_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:

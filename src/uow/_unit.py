@@ -16,6 +16,7 @@ from uow._core import (
     attach_failure,
     attach_hook_failures,
     interrupted,
+    partial_savepoint,
     warn_uncommitted,
 )
 from uow._repository import Repository
@@ -238,7 +239,7 @@ class UnitOfWork(UnitCore):
             self._drop_events(session, frame.mark)
             if not interrupted(exc):
                 try:
-                    if nested.is_active:
+                    if session.get_nested_transaction() is nested:
                         nested.rollback()
                 except BaseException as failure:
                     attach_failure(exc, failure, "rolling back the savepoint")
@@ -246,16 +247,28 @@ class UnitOfWork(UnitCore):
             run_hooks(frame.on_rollback, failures, "after-rollback")
             attach_hook_failures(exc, failures)
             raise
+        if frame.failed:
+            frames.discard(frame)
+            self._drop_events(session, frame.mark)
+            nested.rollback()
+            failures = []
+            run_hooks(frame.on_rollback, failures, "after-rollback")
+            error = partial_savepoint()
+            attach_hook_failures(error, failures)
+            raise error
         try:
             nested.commit()
         except BaseException as exc:
             frames.discard(frame)
             self._drop_events(session, frame.mark)
-            try:
-                if nested.is_active:
+            if session.get_nested_transaction() is nested:
+                try:
                     nested.rollback()
-            except BaseException as failure:
-                attach_failure(exc, failure, "rolling back the savepoint")
+                except BaseException as failure:
+                    attach_failure(exc, failure, "rolling back the savepoint")
+                    frames.top.failed = True
+            else:  # the driver gave up on the savepoint: its outcome is unknown, so refuse to commit
+                frames.top.failed = True
             translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
             if translated is not None:
                 raise translated from exc

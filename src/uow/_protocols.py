@@ -1,0 +1,168 @@
+"""The interfaces that application code can depend on: satisfied by the real units and by the fakes.
+
+Annotate with these instead of the concrete classes, and the same code runs on a
+:class:`~uow.UnitOfWork` in production and on a :class:`~uow.testing.InMemoryUnitOfWork` in unit
+tests; ``mypy --strict`` checks that both conform::
+
+    def register(unit: UnitOfWorkProtocol, user_id: str, name: str) -> None:
+        with unit:
+            unit.repository(User).add(User(id=user_id, name=name))
+            unit.commit()
+
+The unit's ``session`` is deliberately not part of the interface: code that needs the session needs a
+real database.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeVar, overload
+
+from sqlalchemy import ColumnElement
+
+from uow._repository import AsyncRepository, OrderBy, Repository
+
+__all__ = [
+    "AsyncRepositoryProtocol",
+    "AsyncUnitOfWorkProtocol",
+    "RepositoryProtocol",
+    "UnitOfWorkProtocol",
+]
+
+T = TypeVar("T")
+R = TypeVar("R", bound=Repository[Any])
+AR = TypeVar("AR", bound=AsyncRepository[Any])
+
+
+class RepositoryProtocol(Protocol[T]):
+    """The reads and writes of one mapped class: what :class:`~uow.Repository` offers.
+
+    Satisfied by :class:`~uow.Repository` and :class:`~uow.testing.InMemoryRepository`. The methods
+    keep the meaning documented on :class:`~uow.Repository`.
+    """
+
+    @property
+    def model(self) -> type[T]:
+        """The mapped class this repository reads and writes."""
+        ...
+
+    def add(self, obj: T) -> T: ...
+    def add_all(self, objs: Iterable[T]) -> builtins.list[T]: ...
+    def remove(self, obj: T) -> None: ...
+    def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int: ...
+    def stream(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        batch_size: int = 1000,
+        **equals: Any,
+    ) -> Iterator[T]: ...
+    def get(self, ident: Any) -> T | None: ...
+    def get_one(self, ident: Any) -> T: ...
+    def list(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        **equals: Any,
+    ) -> builtins.list[T]: ...
+    def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None: ...
+    def one(self, *where: ColumnElement[bool], **equals: Any) -> T: ...
+    def count(self, *where: ColumnElement[bool], **equals: Any) -> int: ...
+    def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool: ...
+
+
+class AsyncRepositoryProtocol(Protocol[T]):
+    """The async twin of :class:`RepositoryProtocol`: what :class:`~uow.AsyncRepository` offers.
+
+    Satisfied by :class:`~uow.AsyncRepository` and :class:`~uow.testing.AsyncInMemoryRepository`.
+    """
+
+    @property
+    def model(self) -> type[T]:
+        """The mapped class this repository reads and writes."""
+        ...
+
+    async def add(self, obj: T) -> T: ...
+    async def add_all(self, objs: Iterable[T]) -> builtins.list[T]: ...
+    async def remove(self, obj: T) -> None: ...
+    async def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int: ...
+    async def stream(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        batch_size: int = 1000,
+        **equals: Any,
+    ) -> AsyncIterator[T]: ...
+    async def get(self, ident: Any) -> T | None: ...
+    async def get_one(self, ident: Any) -> T: ...
+    async def list(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        **equals: Any,
+    ) -> builtins.list[T]: ...
+    async def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None: ...
+    async def one(self, *where: ColumnElement[bool], **equals: Any) -> T: ...
+    async def count(self, *where: ColumnElement[bool], **equals: Any) -> int: ...
+    async def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool: ...
+
+
+class UnitOfWorkProtocol(Protocol):
+    """A block of work that commits only when told to: what :class:`~uow.UnitOfWork` offers.
+
+    Satisfied by :class:`~uow.UnitOfWork` and :class:`~uow.testing.InMemoryUnitOfWork`.
+    ``repository(UserRepository)`` for a repository class of your own (a subclass of
+    :class:`~uow.Repository`) is typed as that class; the in-memory unit runs its extra methods on the
+    in-memory store.
+    """
+
+    @property
+    def active(self) -> bool:
+        """Whether the unit is inside its block."""
+        ...
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    @overload
+    def repository(self, target: type[R]) -> R: ...
+    @overload
+    def repository(self, target: type[T]) -> RepositoryProtocol[T]: ...
+
+
+class AsyncUnitOfWorkProtocol(Protocol):
+    """The async twin of :class:`UnitOfWorkProtocol`: what :class:`~uow.AsyncUnitOfWork` offers.
+
+    Satisfied by :class:`~uow.AsyncUnitOfWork` and :class:`~uow.testing.AsyncInMemoryUnitOfWork`.
+    """
+
+    @property
+    def active(self) -> bool:
+        """Whether the unit is inside its block."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+    async def commit(self) -> None: ...
+    async def rollback(self) -> None: ...
+    @overload
+    def repository(self, target: type[AR]) -> AR: ...
+    @overload
+    def repository(self, target: type[T]) -> AsyncRepositoryProtocol[T]: ...
