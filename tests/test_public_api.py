@@ -12,8 +12,13 @@ import uow
 
 def test_the_public_names_are_pinned() -> None:
     assert uow.__all__ == [
+        "AsyncAttempt",
+        "AsyncAttempts",
         "AsyncRepository",
         "AsyncUnitOfWork",
+        "Attempt",
+        "Attempts",
+        "CommitOutcomeUnknownError",
         "DuplicateKeyError",
         "HasEvents",
         "HookError",
@@ -24,11 +29,14 @@ def test_the_public_names_are_pinned() -> None:
         "NotFoundError",
         "OrderBy",
         "Repository",
+        "Retry",
         "StateError",
+        "TransientError",
         "UncommittedWorkWarning",
         "UnitOfWork",
         "UnitOfWorkError",
         "configure_sqlite",
+        "is_transient",
     ]
     assert uow.__all__ == sorted(uow.__all__)
     for name in uow.__all__:
@@ -46,6 +54,8 @@ def test_the_public_names_are_pinned() -> None:
         (uow.IntegrityError, (uow.UnitOfWorkError, sqlalchemy.exc.IntegrityError)),
         (uow.DuplicateKeyError, (uow.IntegrityError, sqlalchemy.exc.IntegrityError)),
         (uow.HookError, (uow.UnitOfWorkError, ExceptionGroup)),
+        (uow.TransientError, (uow.UnitOfWorkError, sqlalchemy.exc.OperationalError)),
+        (uow.CommitOutcomeUnknownError, (uow.UnitOfWorkError, sqlalchemy.exc.OperationalError)),
     ],
 )
 def test_each_error_is_also_the_exception_code_already_catches(

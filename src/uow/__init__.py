@@ -7,7 +7,9 @@ the session is always closed and its connection returned to the pool.
 from __future__ import annotations
 
 from uow._async_unit import AsyncUnitOfWork
+from uow._classify import is_transient
 from uow._errors import (
+    CommitOutcomeUnknownError,
     DuplicateKeyError,
     HookError,
     IntegrityError,
@@ -16,17 +18,24 @@ from uow._errors import (
     MultipleResultsError,
     NotFoundError,
     StateError,
+    TransientError,
     UncommittedWorkWarning,
     UnitOfWorkError,
 )
 from uow._events import HasEvents
 from uow._repository import AsyncRepository, OrderBy, Repository
+from uow._retry import AsyncAttempt, AsyncAttempts, Attempt, Attempts, Retry
 from uow._sqlite import configure_sqlite
 from uow._unit import UnitOfWork
 
 __all__ = [
+    "AsyncAttempt",
+    "AsyncAttempts",
     "AsyncRepository",
     "AsyncUnitOfWork",
+    "Attempt",
+    "Attempts",
+    "CommitOutcomeUnknownError",
     "DuplicateKeyError",
     "HasEvents",
     "HookError",
@@ -37,11 +46,14 @@ __all__ = [
     "NotFoundError",
     "OrderBy",
     "Repository",
+    "Retry",
     "StateError",
+    "TransientError",
     "UncommittedWorkWarning",
     "UnitOfWork",
     "UnitOfWorkError",
     "configure_sqlite",
+    "is_transient",
 ]
 
 __version__ = "0.1.0.dev0"

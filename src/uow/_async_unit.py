@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
@@ -13,6 +13,7 @@ from sqlalchemy import exc as sa_exc
 from uow._classify import translate
 from uow._core import (
     UnitCore,
+    already_active,
     attach_failure,
     attach_hook_failures,
     interrupted,
@@ -20,6 +21,7 @@ from uow._core import (
     warn_uncommitted,
 )
 from uow._repository import AsyncRepository, CallGuard
+from uow._retry import AsyncAttempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
 from uow._transaction import Frame, active_units, dispatch_events_async, hook_error, run_hooks_async
@@ -161,9 +163,14 @@ class AsyncUnitOfWork(UnitCore):
         try:
             events = self._check_commit(session.sync_session)
             try:
+                self._commit_sent = False
                 await session.commit()
             except BaseException as exc:
-                translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
+                translated = (
+                    translate(exc, commit_sent=self._commit_sent)
+                    if isinstance(exc, sa_exc.DBAPIError)
+                    else None
+                )
                 try:
                     await _finish(_recover(session, exc))
                 except BaseException as failure:
@@ -180,6 +187,7 @@ class AsyncUnitOfWork(UnitCore):
                 raise
         finally:
             guard.running = None
+        self._commits += 1
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
             await self._after_commit(events, root)
@@ -281,6 +289,26 @@ class AsyncUnitOfWork(UnitCore):
         """Run ``fn()`` (awaited if it is a coroutine function) when the work rolls back; see
         :meth:`UnitOfWork.on_rollback`."""
         self._register("on_rollback()", fn, robust, allow_async=True).on_rollback.append((fn, robust))
+
+    def attempts(self, retry: Retry | None = None) -> AsyncAttempts:
+        """The attempts of this unit's work: ``async for attempt in unit.attempts(retry):``.
+
+        ``async with attempt as unit:`` runs one; see :meth:`UnitOfWork.attempts`.
+
+        Raises:
+            StateError: The unit is active already.
+        """
+        if self._session is not None:
+            raise already_active()
+        return AsyncAttempts(self, retry if retry is not None else Retry())
+
+    async def run(self, work: Callable[[Self], Awaitable[T]], *, retry: Retry | None = None) -> T:
+        """Await ``work(unit)`` in this unit, again after transient failures; see
+        :meth:`UnitOfWork.run`."""
+        async for attempt in self.attempts(retry):
+            async with attempt:
+                return await work(self)
+        raise AssertionError("a retry loop ends by returning or raising")  # pragma: no cover
 
     @overload
     def repository(self, target: type[AR]) -> AR: ...

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa_exc
 
-from uow._errors import DuplicateKeyError, IntegrityError
+from uow._errors import (
+    CommitOutcomeUnknownError,
+    DuplicateKeyError,
+    IntegrityError,
+    TransientError,
+    UnitOfWorkError,
+)
 
 # PostgreSQL (and CockroachDB, YugabyteDB): SQLSTATE class 23 is "integrity constraint violation".
 _PG_UNIQUE_VIOLATION = "23505"
@@ -13,6 +19,16 @@ _MYSQL_DUPLICATE_CODES = frozenset({1022, 1062, 1169, 1586})
 # SQLite extended result codes: SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE, and
 # SQLITE_CONSTRAINT_ROWID (an explicit rowid that exists already).
 _SQLITE_DUPLICATE_CODES = frozenset({1555, 2067, 2579})
+
+# Failures that go away when the whole transaction runs again:
+# PostgreSQL-family serialization_failure and deadlock_detected;
+_PG_TRANSIENT = frozenset({"40001", "40P01"})
+# MySQL/MariaDB ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT;
+_MYSQL_TRANSIENT = frozenset({1213, 1205})
+# SQLite SQLITE_BUSY and SQLITE_LOCKED, whatever their extended code (the low byte is the primary).
+_SQLITE_TRANSIENT = frozenset({5, 6})
+# CockroachDB's statement_completion_unknown: a COMMIT whose outcome the server cannot tell.
+_PG_OUTCOME_UNKNOWN = "40003"
 
 
 def sqlstate(error: sa_exc.DBAPIError) -> str | None:
@@ -54,13 +70,46 @@ def is_duplicate_key(error: sa_exc.DBAPIError) -> bool:
     return sqlstate(error) == _PG_UNIQUE_VIOLATION
 
 
-def translate(error: sa_exc.DBAPIError) -> IntegrityError | None:
+def is_transient(error: BaseException) -> bool:
+    """Whether running the whole unit again may succeed where ``error`` made it fail.
+
+    True for serialization failures and deadlocks, lock wait timeouts, SQLite's busy or locked
+    database, and a connection lost (invalidated) outside COMMIT; never for integrity violations.
+    """
+    if isinstance(error, TransientError):
+        return True
+    if not isinstance(error, sa_exc.DBAPIError) or isinstance(error, UnitOfWorkError):
+        return False
+    if isinstance(error, sa_exc.IntegrityError):
+        return False
+    code = sqlite_errorcode(error)
+    if code is not None:
+        return code & 0xFF in _SQLITE_TRANSIENT
+    errno = mysql_errno(error)
+    if errno is not None and errno in _MYSQL_TRANSIENT:
+        return True
+    if sqlstate(error) in _PG_TRANSIENT:
+        return True
+    return bool(error.connection_invalidated)
+
+
+def translate(
+    error: sa_exc.DBAPIError, *, commit_sent: bool = False
+) -> IntegrityError | TransientError | CommitOutcomeUnknownError | None:
     """The uow error that stands for ``error``, or ``None`` when uow has no more precise one.
 
-    Only integrity violations are translated; everything else propagates as SQLAlchemy raised it.
+    Integrity violations, transient failures and commits of unknown outcome are translated (the
+    last when ``commit_sent`` says COMMIT was in flight as the connection was lost); everything else
+    propagates as SQLAlchemy raised it.
     """
-    if not isinstance(error, sa_exc.IntegrityError) or isinstance(error, IntegrityError):
+    if isinstance(error, UnitOfWorkError):
         return None
-    if is_duplicate_key(error):
-        return DuplicateKeyError.from_sqlalchemy(error)
-    return IntegrityError.from_sqlalchemy(error)
+    if isinstance(error, sa_exc.IntegrityError):
+        if is_duplicate_key(error):
+            return DuplicateKeyError.from_sqlalchemy(error)
+        return IntegrityError.from_sqlalchemy(error)
+    if sqlstate(error) == _PG_OUTCOME_UNKNOWN or (commit_sent and error.connection_invalidated):
+        return CommitOutcomeUnknownError.from_sqlalchemy(error)
+    if is_transient(error):
+        return TransientError.from_sqlalchemy(error)
+    return None

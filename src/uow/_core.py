@@ -92,7 +92,18 @@ def partial_savepoint() -> StateError:
 class UnitCore:
     """State and rules shared by the sync and async units; only the I/O differs between them."""
 
-    __slots__ = ("_depth", "_factory", "_frames", "_options", "_repositories", "_session", "_sync")
+    __slots__ = (
+        "_attempt",
+        "_commit_sent",
+        "_commits",
+        "_depth",
+        "_factory",
+        "_frames",
+        "_options",
+        "_repositories",
+        "_session",
+        "_sync",
+    )
 
     def __init__(
         self,
@@ -114,11 +125,19 @@ class UnitCore:
         self._frames: Frames | None = None
         self._repositories: dict[Any, Any] = {}
         self._depth: Token[int] | None = None
+        self._commit_sent = False
+        self._commits = 0
+        self._attempt: int | None = None
 
     @property
     def active(self) -> bool:
         """Whether the unit is inside its block: between entering it and leaving it."""
         return self._session is not None
+
+    @property
+    def attempt(self) -> int | None:
+        """The number of the current attempt (1, 2, ...) while run by ``run()`` or ``attempts()``."""
+        return self._attempt
 
     @property
     def _read_only(self) -> bool:
@@ -157,6 +176,7 @@ class UnitCore:
         self._depth = active_units.set(active_units.get() + 1)
         self._repositories = {}
         self._frames = None
+        self._commits = 0
         self._sync = sync
         self._session = session
 

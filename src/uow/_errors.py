@@ -11,6 +11,8 @@ code already catches for the same condition::
      │    └── InvalidFieldError                          a field name that is not a mapped column
      ├── IntegrityError            (also sqlalchemy.exc.IntegrityError)
      │    └── DuplicateKeyError                          a primary-key or unique constraint was violated
+     ├── TransientError            (also sqlalchemy.exc.OperationalError) retry the whole unit
+     ├── CommitOutcomeUnknownError (also sqlalchemy.exc.OperationalError) COMMIT in flight was cut off
      └── HookError                 (also ExceptionGroup) after-commit/rollback hooks or handlers failed
 
     UncommittedWorkWarning         (a UserWarning)       a block ended with work that was never committed
@@ -22,11 +24,12 @@ its ``statement``, ``params`` and ``orig`` (the driver's exception).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
+    "CommitOutcomeUnknownError",
     "DuplicateKeyError",
     "HookError",
     "IntegrityError",
@@ -35,6 +38,7 @@ __all__ = [
     "MultipleResultsError",
     "NotFoundError",
     "StateError",
+    "TransientError",
     "UncommittedWorkWarning",
     "UnitOfWorkError",
 ]
@@ -105,15 +109,14 @@ class InvalidFieldError(InvalidArgumentError):
         )
 
 
-class IntegrityError(UnitOfWorkError, sa_exc.IntegrityError):
-    """The database rejected a change because it violates an integrity constraint.
+E = TypeVar("E", bound=sa_exc.DBAPIError)
 
-    Also a :class:`sqlalchemy.exc.IntegrityError`, so existing handlers keep working. The SQLAlchemy
-    exception it was translated from is its ``__cause__``; ``orig`` is the driver's exception.
-    """
+
+class _Translated(UnitOfWorkError):
+    """A database error translated from a SQLAlchemy one, keeping all of its details."""
 
     @classmethod
-    def from_sqlalchemy(cls, error: sa_exc.DBAPIError) -> IntegrityError:
+    def from_sqlalchemy(cls: type[E], error: sa_exc.DBAPIError) -> E:  # type: ignore[misc]  # cls is a DBAPIError too
         """Build the translated error from the SQLAlchemy exception, keeping all of its details."""
         translated = cls(
             error.statement,
@@ -128,8 +131,41 @@ class IntegrityError(UnitOfWorkError, sa_exc.IntegrityError):
         return translated
 
 
+class IntegrityError(_Translated, sa_exc.IntegrityError):
+    """The database rejected a change because it violates an integrity constraint.
+
+    Also a :class:`sqlalchemy.exc.IntegrityError`, so existing handlers keep working. The SQLAlchemy
+    exception it was translated from is its ``__cause__``; ``orig`` is the driver's exception.
+    """
+
+
 class DuplicateKeyError(IntegrityError):
     """A primary-key or unique constraint was violated: the row already exists."""
+
+
+class TransientError(_Translated, sa_exc.OperationalError):
+    """The transaction failed for a reason that goes away if the whole unit is run again.
+
+    Serialization failures and deadlocks (PostgreSQL, CockroachDB and YugabyteDB SQLSTATE 40001 and
+    40P01; MySQL and MariaDB errors 1213 and 1205), SQLite's busy and locked database, and a
+    connection lost before COMMIT was sent. The transaction was rolled back: retry the whole unit
+    with :meth:`UnitOfWork.run` or :meth:`UnitOfWork.attempts`. Also a
+    :class:`sqlalchemy.exc.OperationalError`.
+
+    Attributes:
+        attempts: How many attempts were made, when retries ran out; otherwise ``None``.
+    """
+
+    attempts: int | None = None
+
+
+class CommitOutcomeUnknownError(_Translated, sa_exc.OperationalError):
+    """The connection was lost while COMMIT was in flight: the data may or may not be committed.
+
+    Never retried automatically, since running the unit again could apply its work twice. Make the
+    work idempotent (a unique request id, an upsert) and check the outcome before running it again.
+    Also raised for CockroachDB's SQLSTATE 40003 (statement completion unknown).
+    """
 
 
 class HookError(UnitOfWorkError, ExceptionGroup[Exception]):

@@ -37,6 +37,7 @@ def instrument(session_class: type[Session]) -> None:
             return
         if not _instrumented:
             event.listen(Engine, "handle_error", _on_error)
+            event.listen(Engine, "commit", _on_commit_sent)
         event.listen(session_class, "after_flush", _on_flush)
         event.listen(session_class, "do_orm_execute", _on_execute)
         event.listen(session_class, "after_begin", _on_begin)
@@ -79,15 +80,24 @@ def _before_flush(session: Session, flush_context: object, instances: object) ->
         raise read_only_refusal("flush")
 
 
-def _on_error(context: ExceptionContext) -> None:
-    connection = context.connection
+def _session_unit(connection: Connection | None) -> tuple[Session | None, Any]:
     if connection is None or connection.closed:
-        return
+        return None, None
     ref = connection.info.get(_SESSION)
     session = ref() if ref is not None else None
-    unit = _unit_of(session) if session is not None else None
+    return session, _unit_of(session) if session is not None else None
+
+
+def _on_error(context: ExceptionContext) -> None:
+    session, unit = _session_unit(context.connection)
     if unit is not None:
         unit._statement_failed(session)
+
+
+def _on_commit_sent(connection: Connection) -> None:
+    session, unit = _session_unit(connection)
+    if unit is not None and unit._sync is session:
+        unit._commit_sent = True
 
 
 def read_only_refusal(action: str) -> StateError:

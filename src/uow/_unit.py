@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from uow._classify import translate
 from uow._core import (
     UnitCore,
+    already_active,
     attach_failure,
     attach_hook_failures,
     interrupted,
@@ -20,6 +21,7 @@ from uow._core import (
     warn_uncommitted,
 )
 from uow._repository import Repository
+from uow._retry import Attempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
 from uow._transaction import Frame, active_units, dispatch_events, hook_error, run_hooks
@@ -153,10 +155,13 @@ class UnitOfWork(UnitCore):
         """
         session: Session = self._active("commit()")
         events = self._check_commit(session)
+        self._commit_sent = False
         try:
             session.commit()
         except BaseException as exc:
-            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
+            translated = (
+                translate(exc, commit_sent=self._commit_sent) if isinstance(exc, sa_exc.DBAPIError) else None
+            )
             try:
                 _recover(session, exc)
             except BaseException as failure:
@@ -169,6 +174,7 @@ class UnitOfWork(UnitCore):
             if translated is not None:
                 raise translated from exc
             raise
+        self._commits += 1
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
             self._after_commit(events, root)
@@ -305,6 +311,45 @@ class UnitOfWork(UnitCore):
             InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
         """
         self._register("on_rollback()", fn, robust, allow_async=False).on_rollback.append((fn, robust))
+
+    def attempts(self, retry: Retry | None = None) -> Attempts:
+        """The attempts of this unit's work, retried after transient failures.
+
+        For work that cannot be a callable::
+
+            for attempt in UnitOfWork(Session).attempts(Retry(attempts=5)):
+                with attempt as unit:
+                    ...
+                    unit.commit()
+
+        Each attempt runs in a fresh session. A transient error (see :func:`~uow.is_transient`)
+        that ends an attempt's block, raised by a statement or by :meth:`commit`, is swallowed; the
+        loop pauses as ``retry`` says and runs the next attempt. Any other exception propagates at
+        once, and so does a transient one once the attempt has committed. When the attempts run
+        out, the last error propagates as a :class:`~uow.TransientError` whose ``attempts`` says how
+        many were made. Hooks and events of failed attempts are dropped with their work.
+
+        Raises:
+            StateError: The unit is active already.
+        """
+        if self._session is not None:
+            raise already_active()
+        return Attempts(self, retry if retry is not None else Retry())
+
+    def run(self, work: Callable[[Self], T], *, retry: Retry | None = None) -> T:
+        """Run ``work(unit)`` in this unit, again after transient failures; return its result.
+
+        ``work`` must call ``unit.commit()`` itself; ``unit.attempt`` tells it which attempt it is.
+        See :meth:`attempts` for what is retried.
+
+        Raises:
+            TransientError: Every attempt failed; ``attempts`` says how many were made.
+            CommitOutcomeUnknownError: The connection was lost while COMMIT was in flight.
+        """
+        for attempt in self.attempts(retry):
+            with attempt:
+                return work(self)
+        raise AssertionError("a retry loop ends by returning or raising")  # pragma: no cover
 
     @overload
     def repository(self, target: type[R]) -> R: ...
