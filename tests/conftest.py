@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 from tests.drivers import Flavour
-from tests.models import Account, Base, Tag, User
+from tests.models import Account, Base, Doctor, Tag, Transfer, User
 from uow import configure_sqlite
 from uow.examples.users import Base as ExampleBase
 
@@ -72,7 +72,7 @@ class Backend:
 
     def clear(self) -> None:
         with self.check.begin() as connection:
-            for table in (Tag, Account, User):
+            for table in (Tag, Account, User, Transfer, Doctor):
                 connection.execute(delete(table))
 
     def sync_engine(self, **options: Any) -> Engine:

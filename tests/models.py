@@ -37,6 +37,26 @@ class Tag(Base):
     account: Mapped[Account] = relationship(back_populates="tags")
 
 
+class Transfer(Base):
+    """The log of money moved between accounts: one row per transfer, so none is applied twice."""
+
+    __tablename__ = "uow_transfer"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    source: Mapped[int]
+    target: Mapped[int]
+    amount: Mapped[int]
+
+
+class Doctor(Base):
+    """Doctors on call: the classic write-skew example."""
+
+    __tablename__ = "uow_doctor"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    on_call: Mapped[bool]
+
+
 class UserRepository(Repository[User]):
     """A user's own repository: adds a query of its own."""
 
@@ -49,4 +69,13 @@ class AsyncUserRepository(AsyncRepository[User]):
         return await self.list(name=name, order_by="id")
 
 
-__all__ = ["Account", "AsyncUserRepository", "Base", "Tag", "User", "UserRepository"]
+__all__ = [
+    "Account",
+    "AsyncUserRepository",
+    "Base",
+    "Doctor",
+    "Tag",
+    "Transfer",
+    "User",
+    "UserRepository",
+]

@@ -21,8 +21,9 @@ _MYSQL_DUPLICATE_CODES = frozenset({1022, 1062, 1169, 1586})
 _SQLITE_DUPLICATE_CODES = frozenset({1555, 2067, 2579})
 
 # Failures that go away when the whole transaction runs again:
-# PostgreSQL-family serialization_failure and deadlock_detected;
-_PG_TRANSIENT = frozenset({"40001", "40P01"})
+# PostgreSQL-family serialization_failure, deadlock_detected, and lock_not_available (a lock_timeout
+# ran out: PostgreSQL's lock wait timeout);
+_PG_TRANSIENT = frozenset({"40001", "40P01", "55P03"})
 # MySQL/MariaDB ER_LOCK_DEADLOCK and ER_LOCK_WAIT_TIMEOUT;
 _MYSQL_TRANSIENT = frozenset({1213, 1205})
 # SQLite SQLITE_BUSY and SQLITE_LOCKED, whatever their extended code (the low byte is the primary).

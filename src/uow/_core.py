@@ -238,7 +238,7 @@ class UnitCore:
             raise read_only_refusal("commit()")
         if self._options.dispatch is None:
             return None
-        return take([*sync.identity_map.values(), *sync.new])
+        return take(sync)
 
     def _check_rollback(self, sync: Session) -> None:
         frames = self._frames
@@ -248,7 +248,7 @@ class UnitCore:
 
     def _drop_events(self, sync: Session, after: int = 0) -> None:
         if self._options.dispatch is not None:
-            drop([*sync.identity_map.values(), *sync.new], after)
+            drop(sync, after)
 
     def _end_transaction(self) -> Frame | None:
         frames = self._frames

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
-from typing import Any
+
+from sqlalchemy.orm import Session, object_session
 
 __all__ = ["HasEvents"]
 
 _KEY = "_uow_events"
+_SOURCES = "uow.event_sources"
 _sequence = itertools.count(1)
 
 
@@ -38,11 +39,17 @@ class HasEvents:
     __slots__ = ()
 
     def record_event(self, event: object) -> None:
-        """Record ``event`` to be dispatched after the unit that holds this entity commits."""
+        """Record ``event`` to be dispatched after the unit that holds this entity commits.
+
+        The entity's session keeps it alive until then, even if nothing else refers to it.
+        """
         recorded: list[tuple[int, object]] | None = self.__dict__.get(_KEY)
         if recorded is None:
             recorded = self.__dict__[_KEY] = []
         recorded.append((next(_sequence), event))
+        session = object_session(self)
+        if session is not None:
+            keep(session, self)
 
     @property
     def recorded_events(self) -> list[object]:
@@ -50,10 +57,28 @@ class HasEvents:
         return [event for _, event in self.__dict__.get(_KEY, ())]
 
 
-def take(entities: Iterable[object]) -> list[object]:
-    """Remove the events recorded on ``entities`` and return them in recording order."""
+def keep(session: Session, entity: HasEvents) -> None:
+    """Hold ``entity`` in ``session`` until its events are dispatched or dropped."""
+    session.info.setdefault(_SOURCES, {})[id(entity)] = entity
+
+
+def keep_pending(session: Session) -> None:
+    """Hold the session's new entities that recorded events before they were added."""
+    for entity in session.new:
+        if isinstance(entity, HasEvents) and entity.__dict__.get(_KEY):
+            keep(session, entity)
+
+
+def _sources(session: Session) -> list[object]:
+    info = session.__dict__.get("info")
+    held = info.pop(_SOURCES, None) if info is not None else None
+    return [*(held.values() if held else ()), *session.new]
+
+
+def take(session: Session) -> list[object]:
+    """Remove the events recorded on the session's entities and return them in recording order."""
     found: list[tuple[int, object]] = []
-    for entity in entities:
+    for entity in _sources(session):
         if isinstance(entity, HasEvents):
             recorded = entity.__dict__.get(_KEY)
             if recorded:
@@ -63,10 +88,12 @@ def take(entities: Iterable[object]) -> list[object]:
     return [event for _, event in found]
 
 
-def drop(entities: Iterable[Any], after: int = 0) -> None:
-    """Forget the events recorded on ``entities`` with a number above ``after``."""
-    for entity in entities:
+def drop(session: Session, after: int = 0) -> None:
+    """Forget the events the session's entities recorded with a number above ``after``."""
+    for entity in _sources(session):
         if isinstance(entity, HasEvents):
             recorded = entity.__dict__.get(_KEY)
             if recorded:
                 recorded[:] = [item for item in recorded if item[0] <= after]
+                if recorded and object_session(entity) is session:
+                    keep(session, entity)

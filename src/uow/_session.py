@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from uow._errors import StateError
+from uow._events import keep_pending
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import ExceptionContext
@@ -76,8 +77,12 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
 
 def _before_flush(session: Session, flush_context: object, instances: object) -> None:
     unit = _unit_of(session)
-    if unit is not None and unit._read_only and (session.new or session.dirty or session.deleted):
+    if unit is None:
+        return
+    if unit._read_only and (session.new or session.dirty or session.deleted):
         raise read_only_refusal("flush")
+    if unit._options.dispatch is not None:
+        keep_pending(session)
 
 
 def _session_unit(connection: Connection | None) -> tuple[Session | None, Any]:
