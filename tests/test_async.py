@@ -211,6 +211,23 @@ def test_a_commit_started_while_a_read_runs_is_refused(flavour: Flavour, backend
 
 
 @ASYNC
+def test_a_savepoint_started_while_a_read_runs_is_refused(flavour: Flavour, backend: Backend) -> None:
+    async def scenario() -> list[Any]:
+        async with unit_of(flavour) as unit:
+            users = unit.repository(User)
+
+            async def enter_savepoint() -> None:
+                async with unit.savepoint():
+                    pass
+
+            return await asyncio.gather(users.count(), enter_savepoint(), return_exceptions=True)
+
+    counted, refused = play(flavour, scenario)
+    assert counted == 0
+    assert isinstance(refused, uow.StateError)
+
+
+@ASYNC
 def test_calls_from_other_tasks_one_after_another_are_allowed(flavour: Flavour, backend: Backend) -> None:
     async def scenario() -> None:
         async with unit_of(flavour) as unit:

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 import uow
 from tests.conftest import Backend
 from tests.drivers import Flavour
 from tests.models import Account, User
+from tests.test_unit_semantics import failing_session_rollbacks
 
 
 class Boom(Exception):
@@ -373,3 +375,59 @@ def test_a_handler_may_run_a_unit_of_its_own(flavour: Flavour, backend: Backend)
 def test_a_dispatcher_must_be_callable(flavour: Flavour, backend: Backend) -> None:
     with pytest.raises(uow.InvalidArgumentError, match="dispatch"):
         flavour.unit(dispatch="nope")
+
+
+def test_a_failed_rollback_drops_the_transactions_on_commit_hooks(flavour: Flavour, backend: Backend) -> None:
+    calls: list[str] = []
+    with flavour.unit() as unit:
+        unit.repository(User).add(User(id="1", name="ann"))
+        unit.flush()
+        unit.on_commit(recorder(flavour, calls, "belongs to rolled back work"))
+        with failing_session_rollbacks(flavour), pytest.raises(RuntimeError, match="rollback failed"):
+            unit.rollback()
+        unit.commit()
+
+    assert calls == []
+    assert backend.users() == []
+
+
+def test_an_interrupted_commit_does_not_run_rollback_hooks(
+    flavour: Flavour, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[str] = []
+    engine = getattr(flavour.engine, "sync_engine", flavour.engine)
+
+    def interrupt(connection: Any) -> None:
+        raise KeyboardInterrupt
+
+    event.listen(engine, "commit", interrupt)
+    try:
+        with caplog.at_level(logging.WARNING, logger="uow"), pytest.raises(KeyboardInterrupt):  # noqa: SIM117
+            with flavour.unit() as unit:
+                unit.repository(User).add(User(id="1", name="ann"))
+                unit.on_rollback(recorder(flavour, calls, "would claim a rollback"))
+                unit.commit()
+    finally:
+        event.remove(engine, "commit", interrupt)
+
+    assert calls == []
+    assert any("outcome is unknown" in record.getMessage() for record in caplog.records)
+
+
+def test_a_durable_unit_may_run_in_a_hook_of_an_explicit_rollback(flavour: Flavour, backend: Backend) -> None:
+    write = own_unit_writer(flavour, durable=True)
+    with flavour.unit() as unit:
+        unit.on_rollback(lambda: write("9"))
+        unit.rollback()
+
+    assert backend.users() == [("9", "own unit")]
+
+
+def test_a_sync_unit_refuses_a_coroutine_dispatcher(backend: Backend) -> None:
+    async def handle(event: object) -> None:
+        pass
+
+    from sqlalchemy.orm import sessionmaker
+
+    with pytest.raises(uow.InvalidArgumentError, match="AsyncUnitOfWork"):
+        uow.UnitOfWork(sessionmaker(backend.check), dispatch=handle)

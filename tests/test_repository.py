@@ -230,6 +230,16 @@ def test_insert_many_with_an_unknown_field_sends_nothing(flavour: Flavour, backe
         assert sent == []
 
 
+def test_insert_many_rows_naming_different_fields_are_refused_before_any_sql(
+    flavour: Flavour, backend: Backend
+) -> None:
+    rows = [{"id": 1, "owner": "ann"}, {"id": 2, "owner": "ben", "balance": 5}]
+    with flavour.unit() as unit, recorded_statements(flavour) as sent:
+        with pytest.raises(uow.InvalidArgumentError, match="same fields: row 2"):
+            unit.repository(Account).insert_many(rows)
+        assert sent == []
+
+
 def test_insert_many_of_nothing_sends_nothing(flavour: Flavour, backend: Backend) -> None:
     with flavour.unit() as unit, recorded_statements(flavour) as sent:
         assert unit.repository(User).insert_many([]) == 0

@@ -18,13 +18,21 @@ from uow._core import (
     attach_hook_failures,
     interrupted,
     partial_savepoint,
+    skip_rollback_hooks,
+    unknown_outcome,
     warn_uncommitted,
 )
 from uow._repository import AsyncRepository, CallGuard
 from uow._retry import AsyncAttempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
-from uow._transaction import Frame, active_units, dispatch_events_async, hook_error, run_hooks_async
+from uow._transaction import (
+    Frame,
+    dispatch_events_async,
+    hook_error,
+    outside_unit,
+    run_hooks_async,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -89,7 +97,7 @@ class AsyncUnitOfWork(UnitCore):
         Raises:
             InvalidArgumentError: ``session_factory`` is not callable, or an option is invalid.
         """
-        super().__init__(session_factory, dispatch, isolation_level, read_only, durable)
+        super().__init__(session_factory, dispatch, isolation_level, read_only, durable, allow_async=True)
         self._guard = CallGuard()
         self._expire_on_commit = expire_on_commit
 
@@ -178,9 +186,12 @@ class AsyncUnitOfWork(UnitCore):
                         raise
                     attach_failure(translated or exc, failure, "rolling back the failed commit")
                 root = self._end_transaction()
-                if root is not None and root.on_rollback:
+                if unknown_outcome(exc, translated):
+                    skip_rollback_hooks(root)
+                elif root is not None and root.on_rollback:
                     failures: list[Exception] = []
-                    await run_hooks_async(root.on_rollback, failures, "after-rollback")
+                    with outside_unit():
+                        await run_hooks_async(root.on_rollback, failures, "after-rollback")
                     attach_hook_failures(translated or exc, failures)
                 if translated is not None:
                     raise translated from exc
@@ -194,14 +205,11 @@ class AsyncUnitOfWork(UnitCore):
 
     async def _after_commit(self, events: list[object] | None, root: Frame | None) -> None:
         failures: list[Exception] = []
-        outer = active_units.set(max(0, active_units.get() - 1))
-        try:
+        with outside_unit():
             if events and self._options.dispatch is not None:
                 await dispatch_events_async(self._options.dispatch, events, failures)
             if root is not None:
                 await run_hooks_async(root.on_commit, failures, "after-commit")
-        finally:
-            active_units.reset(outer)
         if failures:
             raise hook_error(failures, committed=True)
 
@@ -214,17 +222,33 @@ class AsyncUnitOfWork(UnitCore):
             HookError: An after-rollback hook failed (after all of them ran).
         """
         session: AsyncSession = self._active("rollback()")
+        self._check_rollback(session.sync_session)
         guard = self._guard
         guard.enter("rollback()")
         try:
-            self._check_rollback(session.sync_session)
             await session.rollback()
+        except BaseException as exc:
+            if interrupted(exc):  # cut off mid-rollback: the connection's state is unknown
+                try:
+                    await _finish(session.invalidate())
+                except BaseException as failure:
+                    if _cancelled_during_cleanup(failure, exc):
+                        raise
+                    attach_failure(exc, failure, "invalidating the connection")
+            root = self._end_transaction()  # the transaction's hooks go with it, run or not
+            if not interrupted(exc) and root is not None and root.on_rollback:
+                failures: list[Exception] = []
+                with outside_unit():
+                    await run_hooks_async(root.on_rollback, failures, "after-rollback")
+                attach_hook_failures(exc, failures)
+            raise
         finally:
             guard.running = None
         root = self._end_transaction()
         if root is not None and root.on_rollback:
-            failures: list[Exception] = []
-            await run_hooks_async(root.on_rollback, failures, "after-rollback")
+            failures = []
+            with outside_unit():
+                await run_hooks_async(root.on_rollback, failures, "after-rollback")
             if failures:
                 raise hook_error(failures, committed=False)
 
@@ -235,7 +259,12 @@ class AsyncUnitOfWork(UnitCore):
         sync = session.sync_session
         await session.run_sync(check_savepoints)
         frames = self._frames_of_block()
-        nested = await session.begin_nested()
+        guard = self._guard
+        guard.enter("savepoint()")
+        try:
+            nested = await session.begin_nested()
+        finally:
+            guard.running = None
         frame = frames.push()
         try:
             yield
@@ -249,7 +278,8 @@ class AsyncUnitOfWork(UnitCore):
                 except BaseException as failure:
                     attach_failure(exc, failure, "rolling back the savepoint")
             failures: list[Exception] = []
-            await run_hooks_async(frame.on_rollback, failures, "after-rollback")
+            with outside_unit():
+                await run_hooks_async(frame.on_rollback, failures, "after-rollback")
             attach_hook_failures(exc, failures)
             raise
         if frame.failed:
@@ -257,7 +287,8 @@ class AsyncUnitOfWork(UnitCore):
             self._drop_events(sync, frame.mark)
             await nested.rollback()
             failures = []
-            await run_hooks_async(frame.on_rollback, failures, "after-rollback")
+            with outside_unit():
+                await run_hooks_async(frame.on_rollback, failures, "after-rollback")
             error = partial_savepoint()
             attach_hook_failures(error, failures)
             raise error

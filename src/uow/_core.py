@@ -11,7 +11,12 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from uow._errors import InvalidArgumentError, StateError, UncommittedWorkWarning
+from uow._errors import (
+    CommitOutcomeUnknownError,
+    InvalidArgumentError,
+    StateError,
+    UncommittedWorkWarning,
+)
 from uow._events import drop, take
 from uow._repository import ENDED_SESSION
 from uow._session import UNIT, bind_with_options, instrument, read_only_refusal
@@ -73,6 +78,19 @@ def _inside_savepoint(action: str) -> StateError:
     )
 
 
+def unknown_outcome(exc: BaseException, translated: BaseException | None) -> bool:
+    """Whether a failed commit may have committed after all (so after-rollback hooks must not run)."""
+    return interrupted(exc) or isinstance(translated, CommitOutcomeUnknownError)
+
+
+def skip_rollback_hooks(root: Frame | None) -> None:
+    if root is not None and root.on_rollback:
+        logger.warning(
+            "the commit was interrupted and its outcome is unknown: %d after-rollback hook(s) not run",
+            len(root.on_rollback),
+        )
+
+
 def partial_commit() -> StateError:
     return StateError(
         "commit() refused: a statement failed earlier in this unit and its error was caught, so "
@@ -112,6 +130,8 @@ class UnitCore:
         isolation_level: str | None,
         read_only: bool,
         durable: bool,
+        *,
+        allow_async: bool,
     ) -> None:
         if not callable(session_factory):
             raise InvalidArgumentError(
@@ -119,7 +139,9 @@ class UnitCore:
                 f"got {session_factory!r}"
             )
         self._factory = session_factory
-        self._options: Options = make_options(dispatch, isolation_level, read_only, durable)
+        self._options: Options = make_options(
+            dispatch, isolation_level, read_only, durable, allow_async=allow_async
+        )
         self._session: Any = None
         self._sync: Session | None = None
         self._frames: Frames | None = None
@@ -168,11 +190,15 @@ class UnitCore:
         return session
 
     def _start(self, session: Any, sync: Session) -> None:
-        instrument(type(sync))
-        sync.info[UNIT] = self
         options = self._options
         if options.isolation_level is not None or options.read_only:
-            bind_with_options(sync, options.isolation_level, options.read_only)
+            try:
+                bind_with_options(sync, options.isolation_level, options.read_only)
+            except BaseException:
+                sync.close()  # holds no connection yet: closing needs no I/O
+                raise
+        instrument(type(sync))
+        sync.info[UNIT] = self
         self._depth = active_units.set(active_units.get() + 1)
         self._repositories = {}
         self._frames = None
@@ -235,7 +261,7 @@ class UnitCore:
             if frames.failed:
                 raise partial_commit()
         if self._options.read_only and (sync.new or sync.dirty or sync.deleted):
-            raise read_only_refusal("commit()")
+            raise read_only_refusal("commit() with changes in the session was")
         if self._options.dispatch is None:
             return None
         return take(sync)

@@ -49,10 +49,15 @@ class UnitOfWorkError(Exception):
 
 
 class StateError(UnitOfWorkError, RuntimeError):
-    """A unit of work was used in a state that does not allow it.
+    """A unit of work was used in a state that does not allow it; the message says what to do instead.
 
-    Raised for ``commit()``, ``rollback()``, ``session`` or ``repository()`` outside an active ``with``
-    block, and for entering a unit that is already active. The message says what to do instead.
+    Raised for: ``commit()``, ``rollback()``, ``session``, ``repository()``, ``savepoint()`` and the
+    hooks outside an active block, or a repository kept after its block; entering a unit that is
+    already active, or a durable unit inside another; ``commit()`` or ``rollback()`` inside a
+    savepoint block; ``commit()`` after a statement failed and its error was caught (the
+    partial-commit guard), or a savepoint left normally after that; writes in a read-only unit;
+    two tasks using one async unit at once; savepoints on a SQLite engine that would not make them
+    atomic.
     """
 
 

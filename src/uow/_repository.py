@@ -188,14 +188,19 @@ class _RepositoryCore(Generic[T]):
         columns = info.columns
         renames = info.insert_renames
         checked: list[Mapping[str, Any]] = []
-        seen: set[frozenset[str]] = set()
-        for row in rows:
-            names = frozenset(row)
-            if names not in seen:
+        first: frozenset[str] | None = None
+        for number, row in enumerate(rows, 1):
+            names = row.keys()
+            if first is None or names != first:
                 for name in names:
                     if name not in columns:
                         raise InvalidFieldError(info.cls, name, usage="field to insert")
-                seen.add(names)
+                if first is not None:
+                    raise InvalidArgumentError(
+                        f"insert_many() rows of {info.name} must all name the same fields: row "
+                        f"{number} names {sorted(names)}, row 1 names {sorted(first)}"
+                    )
+                first = frozenset(names)
             if renames is not None:
                 row = {renames.get(name, name): value for name, value in row.items()}
             checked.append(row)
@@ -390,6 +395,7 @@ class Repository(_RepositoryCore[T]):
 
         Raises:
             InvalidFieldError: A row names a field that is not a mapped column; nothing is sent then.
+            InvalidArgumentError: The rows do not all name the same fields; nothing is sent then.
             DuplicateKeyError: A row's key exists already.
         """
         checked = self._rows(rows)
@@ -541,9 +547,9 @@ class AsyncRepository(_RepositoryCore[T]):
 
     Calls are refused with :class:`~uow.StateError` while another call of the same unit is still
     running, as happens with ``asyncio.gather`` over one unit: an ``AsyncSession`` must not be used by
-    two tasks at once. Reads return fully loaded objects; lazy loading of relationships after the
-    fact would need implicit I/O, so load them eagerly (``selectinload``) through expressions or the
-    session.
+    two tasks at once. Reads load the model's columns; relationships stay lazy, and loading them
+    later would need implicit I/O that async code cannot do: load them eagerly (``selectinload``)
+    with a query through ``unit.session``, or with ``await unit.session.refresh(obj, ["rel"])``.
     """
 
     session: AsyncSession
@@ -639,8 +645,16 @@ class AsyncRepository(_RepositoryCore[T]):
         return self._stream(result)
 
     async def _stream(self, result: Any) -> AsyncIterator[T]:
+        guard = self._guard
         try:
-            async for obj in result:
+            while True:
+                guard.enter("stream()")
+                try:
+                    obj = await result.__anext__()
+                except StopAsyncIteration:
+                    return
+                finally:
+                    guard.running = None
                 yield obj
         except sa_exc.DBAPIError as exc:
             raise_translated(exc)

@@ -60,6 +60,9 @@ def _on_execute(state: ORMExecuteState) -> None:
         # A write sent with session.execute(): uncommitted work like a flush. Begin the transaction it
         # will run in now, so that it is the one remembered.
         session = state.session
+        unit = _unit_of(session)
+        if unit is not None and unit._read_only:
+            raise read_only_refusal("a write statement sent through the session was")
         session.connection(bind_arguments=state.bind_arguments)
         session.info[_FLUSHED] = session.get_transaction()
 
@@ -80,7 +83,7 @@ def _before_flush(session: Session, flush_context: object, instances: object) ->
     if unit is None:
         return
     if unit._read_only and (session.new or session.dirty or session.deleted):
-        raise read_only_refusal("flush")
+        raise read_only_refusal("flushing changes was")
     if unit._options.dispatch is not None:
         keep_pending(session)
 
@@ -107,8 +110,8 @@ def _on_commit_sent(connection: Connection) -> None:
 
 def read_only_refusal(action: str) -> StateError:
     return StateError(
-        f"this unit of work is read-only: {action} refused because the session holds changes. "
-        "Use a unit without read_only=True for writes, or expunge the objects you changed"
+        f"this unit of work is read-only: {action} refused. "
+        "Use a unit without read_only=True for writes, or discard the changes with rollback()"
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +49,17 @@ def make_options(
     isolation_level: str | None,
     read_only: bool,
     durable: bool,
+    *,
+    allow_async: bool,
 ) -> Options:
-    if dispatch is not None and not callable(dispatch):
-        raise InvalidArgumentError(f"dispatch must be a callable taking one event, got {dispatch!r}")
+    if dispatch is not None:
+        if not callable(dispatch):
+            raise InvalidArgumentError(f"dispatch must be a callable taking one event, got {dispatch!r}")
+        if not allow_async and inspect.iscoroutinefunction(dispatch):
+            raise InvalidArgumentError(
+                f"dispatch {getattr(dispatch, '__qualname__', dispatch)!r} is a coroutine function: a "
+                "UnitOfWork cannot await it; use AsyncUnitOfWork, or dispatch with a plain function"
+            )
     if isolation_level is not None:
         level = isolation_level.upper().replace("_", " ")
         if level not in ISOLATION_LEVELS:
@@ -121,6 +130,16 @@ class Frames:
         root = self.stack[0]
         self.stack = [Frame()]
         return root
+
+
+@contextmanager
+def outside_unit() -> Iterator[None]:
+    """Run hooks and handlers as if the active unit were not there: they may open durable units."""
+    token = active_units.set(max(0, active_units.get() - 1))
+    try:
+        yield
+    finally:
+        active_units.reset(token)
 
 
 def check_hook(fn: object, *, allow_async: bool) -> None:

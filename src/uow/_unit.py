@@ -18,13 +18,15 @@ from uow._core import (
     attach_hook_failures,
     interrupted,
     partial_savepoint,
+    skip_rollback_hooks,
+    unknown_outcome,
     warn_uncommitted,
 )
 from uow._repository import Repository
 from uow._retry import Attempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
-from uow._transaction import Frame, active_units, dispatch_events, hook_error, run_hooks
+from uow._transaction import Frame, dispatch_events, hook_error, outside_unit, run_hooks
 
 __all__ = ["UnitOfWork"]
 
@@ -89,7 +91,7 @@ class UnitOfWork(UnitCore):
         Raises:
             InvalidArgumentError: ``session_factory`` is not callable, or an option is invalid.
         """
-        super().__init__(session_factory, dispatch, isolation_level, read_only, durable)
+        super().__init__(session_factory, dispatch, isolation_level, read_only, durable, allow_async=False)
 
     def __enter__(self) -> Self:
         session: Session = self._open(Session)
@@ -167,9 +169,12 @@ class UnitOfWork(UnitCore):
             except BaseException as failure:
                 attach_failure(translated or exc, failure, "rolling back the failed commit")
             root = self._end_transaction()
-            if root is not None and root.on_rollback:
+            if unknown_outcome(exc, translated):
+                skip_rollback_hooks(root)
+            elif root is not None and root.on_rollback:
                 failures: list[Exception] = []
-                run_hooks(root.on_rollback, failures, "after-rollback")
+                with outside_unit():
+                    run_hooks(root.on_rollback, failures, "after-rollback")
                 attach_hook_failures(translated or exc, failures)
             if translated is not None:
                 raise translated from exc
@@ -181,14 +186,11 @@ class UnitOfWork(UnitCore):
 
     def _after_commit(self, events: list[object] | None, root: Frame | None) -> None:
         failures: list[Exception] = []
-        outer = active_units.set(max(0, active_units.get() - 1))
-        try:
+        with outside_unit():
             if events and self._options.dispatch is not None:
                 dispatch_events(self._options.dispatch, events, failures)
             if root is not None:
                 run_hooks(root.on_commit, failures, "after-commit")
-        finally:
-            active_units.reset(outer)
         if failures:
             raise hook_error(failures, committed=True)
 
@@ -205,11 +207,21 @@ class UnitOfWork(UnitCore):
         """
         session: Session = self._active("rollback()")
         self._check_rollback(session)
-        session.rollback()
+        try:
+            session.rollback()
+        except BaseException as exc:
+            root = self._end_transaction()  # the transaction's hooks go with it, run or not
+            if not interrupted(exc) and root is not None and root.on_rollback:
+                failures: list[Exception] = []
+                with outside_unit():
+                    run_hooks(root.on_rollback, failures, "after-rollback")
+                attach_hook_failures(exc, failures)
+            raise
         root = self._end_transaction()
         if root is not None and root.on_rollback:
-            failures: list[Exception] = []
-            run_hooks(root.on_rollback, failures, "after-rollback")
+            failures = []
+            with outside_unit():
+                run_hooks(root.on_rollback, failures, "after-rollback")
             if failures:
                 raise hook_error(failures, committed=False)
 
@@ -250,7 +262,8 @@ class UnitOfWork(UnitCore):
                 except BaseException as failure:
                     attach_failure(exc, failure, "rolling back the savepoint")
             failures: list[Exception] = []
-            run_hooks(frame.on_rollback, failures, "after-rollback")
+            with outside_unit():
+                run_hooks(frame.on_rollback, failures, "after-rollback")
             attach_hook_failures(exc, failures)
             raise
         if frame.failed:
@@ -258,7 +271,8 @@ class UnitOfWork(UnitCore):
             self._drop_events(session, frame.mark)
             nested.rollback()
             failures = []
-            run_hooks(frame.on_rollback, failures, "after-rollback")
+            with outside_unit():
+                run_hooks(frame.on_rollback, failures, "after-rollback")
             error = partial_savepoint()
             attach_hook_failures(error, failures)
             raise error
