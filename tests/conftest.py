@@ -12,20 +12,22 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, make_url, select, text
+from sqlalchemy import Engine, create_engine, delete, make_url, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
 from tests.drivers import Flavour
 from tests.models import Account, Base, Doctor, Tag, Transfer, User
 from uow import configure_sqlite
 from uow.examples.users import Base as ExampleBase
+
+pytest_plugins = ["pytester"]  # tests/testing/test_plugin.py runs example suites through it
 
 BACKENDS = ["sqlite-memory", "sqlite-file", "postgresql", "mariadb"]
 SERVERS = {"postgresql": "UOW_TEST_POSTGRESQL_URL", "mariadb": "UOW_TEST_MARIADB_URL"}
@@ -46,6 +48,8 @@ class Backend:
     check: Engine
     engine_options: dict[str, Any] = field(default_factory=dict)
     async_engine_options: dict[str, Any] = field(default_factory=dict)
+    engines: dict[str, Engine | AsyncEngine] = field(default_factory=dict)
+    """The flavours' engines, made on first use and disposed of with the backend."""
 
     @property
     def kind(self) -> str:
@@ -89,6 +93,25 @@ def _async_url(url: str) -> str:
     ).render_as_string(hide_password=False)
 
 
+def _private_database(url: str, name: str) -> tuple[str, Callable[[], None]]:
+    """A database of this run's own on the server at ``url``: concurrent runs never collide.
+
+    Returns its URL and a function that drops it.
+    """
+    server = make_url(url)
+    database = f"{server.database or 'uow_test'}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"CREATE DATABASE {database}")
+
+    def drop() -> None:
+        force = " WITH (FORCE)" if name == "postgresql" else ""
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database}{force}")
+
+    return server.set(database=database).render_as_string(hide_password=False), drop
+
+
 def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
     keep: list[Any] = []
     if name == "sqlite-memory":
@@ -114,15 +137,15 @@ def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
             if name in required_backends():
                 pytest.fail(f"{message} (UOW_TEST_REQUIRE names it)", pytrace=False)
             pytest.skip(message)
-        backend = Backend(name, url, _async_url(url), create_engine(url))
         try:
-            with backend.check.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            url, drop = _private_database(url, name)
         except Exception as exc:
             message = f"{name} at {make_url(url)!r} is unreachable: {exc}"
             if name in required_backends():
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)
+        backend = Backend(name, url, _async_url(url), create_engine(url))
+        keep.append(drop)
     for metadata in (ExampleBase.metadata, Base.metadata):
         metadata.drop_all(backend.check)
         metadata.create_all(backend.check)
@@ -131,14 +154,22 @@ def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend_setup(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, runner: asyncio.Runner
 ) -> Iterator[Backend]:
     name: str = request.param
     backend, keep = _make_backend(name, tmp_path_factory.mktemp(name))
     yield backend
-    for connection in keep:
-        connection.close()
+    for engine in backend.engines.values():
+        if isinstance(engine, AsyncEngine):
+            runner.run(engine.dispose())
+        else:
+            engine.dispose()
     backend.check.dispose()
+    for resource in keep:
+        if callable(resource):
+            resource()  # drops the private server database
+        else:
+            resource.close()
 
 
 @pytest.fixture
@@ -155,33 +186,17 @@ def runner() -> Iterator[asyncio.Runner]:
         yield loop_runner
 
 
-@pytest.fixture(scope="session")
-def _engines(runner: asyncio.Runner) -> Iterator[dict[tuple[str, str], Engine | AsyncEngine]]:
-    engines: dict[tuple[str, str], Engine | AsyncEngine] = {}
-    yield engines
-    for engine in engines.values():
-        if isinstance(engine, AsyncEngine):
-            runner.run(engine.dispose())
-        else:
-            engine.dispose()
-
-
 @pytest.fixture(params=["sync", "async"])
-def flavour(
-    request: pytest.FixtureRequest,
-    backend: Backend,
-    runner: asyncio.Runner,
-    _engines: dict[tuple[str, str], Engine | AsyncEngine],
-) -> Iterator[Flavour]:
+def flavour(request: pytest.FixtureRequest, backend: Backend, runner: asyncio.Runner) -> Iterator[Flavour]:
     """Units of one flavour on the test's backend; no connection may stay checked out after the test."""
     name: str = request.param
-    key = (backend.name, name)
-    if key not in _engines:
+    engine = backend.engines.get(name)
+    if engine is None:
         engine = backend.async_engine() if name == "async" else backend.sync_engine()
         if backend.kind == "sqlite":
             configure_sqlite(engine)  # as the docs tell users to: atomic savepoints
-        _engines[key] = engine
-    made = Flavour(name, _engines[key], runner if name == "async" else None)
+        backend.engines[name] = engine
+    made = Flavour(name, engine, runner if name == "async" else None)
     yield made
     assert made.checked_out() == 0, "a connection was left checked out"
 

@@ -23,6 +23,12 @@ from uow._errors import (
     UnitOfWorkError,
 )
 from uow._events import HasEvents
+from uow._protocols import (
+    AsyncRepositoryProtocol,
+    AsyncUnitOfWorkProtocol,
+    RepositoryProtocol,
+    UnitOfWorkProtocol,
+)
 from uow._repository import AsyncRepository, OrderBy, Repository
 from uow._retry import AsyncAttempt, AsyncAttempts, Attempt, Attempts, Retry
 from uow._sqlite import configure_sqlite
@@ -32,7 +38,9 @@ __all__ = [
     "AsyncAttempt",
     "AsyncAttempts",
     "AsyncRepository",
+    "AsyncRepositoryProtocol",
     "AsyncUnitOfWork",
+    "AsyncUnitOfWorkProtocol",
     "Attempt",
     "Attempts",
     "CommitOutcomeUnknownError",
@@ -46,12 +54,14 @@ __all__ = [
     "NotFoundError",
     "OrderBy",
     "Repository",
+    "RepositoryProtocol",
     "Retry",
     "StateError",
     "TransientError",
     "UncommittedWorkWarning",
     "UnitOfWork",
     "UnitOfWorkError",
+    "UnitOfWorkProtocol",
     "configure_sqlite",
     "is_transient",
 ]
