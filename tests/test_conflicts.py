@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy import Engine, event, func, select, text
 
 import uow
@@ -292,3 +293,28 @@ def test_a_connection_lost_during_commit_is_reported_as_unknown_and_never_retrie
     assert caught.value.connection_invalidated
     assert not uow.is_transient(caught.value)
     assert flavour.checked_out() == 0
+
+
+@SYNC
+@SERVERS
+def test_a_connection_lost_during_a_commit_sent_through_the_session_is_never_retried(
+    flavour: Flavour, backend: Backend
+) -> None:
+    engine = flavour.engine
+    assert isinstance(engine, Engine)
+    calls: list[int | None] = []
+
+    def work(unit: uow.UnitOfWork) -> None:
+        calls.append(unit.attempt)
+        unit.repository(User).add(User(id="1", name="ann"))
+        unit.session.commit()  # bypasses the unit's own translation
+
+    kill = kill_own_connection_before_commit(engine, backend)
+    try:
+        with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
+            uow.UnitOfWork(flavour.session_factory).run(work, retry=uow.Retry(attempts=5))
+    finally:
+        event.remove(engine, "commit", kill)
+
+    assert calls == [1]
+    assert caught.value.connection_invalidated

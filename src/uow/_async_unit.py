@@ -171,11 +171,11 @@ class AsyncUnitOfWork(UnitCore):
         try:
             events = self._check_commit(session.sync_session)
             try:
-                self._commit_sent = False
+                sent = self._commits_sent
                 await session.commit()
             except BaseException as exc:
                 translated = (
-                    translate(exc, commit_sent=self._commit_sent)
+                    translate(exc, commit_sent=self._commits_sent > sent)
                     if isinstance(exc, sa_exc.DBAPIError)
                     else None
                 )
@@ -198,7 +198,6 @@ class AsyncUnitOfWork(UnitCore):
                 raise
         finally:
             guard.running = None
-        self._commits += 1
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
             await self._after_commit(events, root)

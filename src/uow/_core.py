@@ -112,8 +112,8 @@ class UnitCore:
 
     __slots__ = (
         "_attempt",
-        "_commit_sent",
-        "_commits",
+        "_commits_done",
+        "_commits_sent",
         "_depth",
         "_factory",
         "_frames",
@@ -147,8 +147,8 @@ class UnitCore:
         self._frames: Frames | None = None
         self._repositories: dict[Any, Any] = {}
         self._depth: Token[int] | None = None
-        self._commit_sent = False
-        self._commits = 0
+        self._commits_sent = 0
+        self._commits_done = 0
         self._attempt: int | None = None
 
     @property
@@ -202,7 +202,8 @@ class UnitCore:
         self._depth = active_units.set(active_units.get() + 1)
         self._repositories = {}
         self._frames = None
-        self._commits = 0
+        self._commits_sent = 0
+        self._commits_done = 0
         self._sync = sync
         self._session = session
 

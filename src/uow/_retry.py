@@ -47,6 +47,10 @@ class Retry:
         max_delay: The largest ceiling, in seconds.
         multiplier: How much the ceiling grows after each failed attempt.
         jitter: Whether to draw the pause at random below the ceiling.
+        sleep: Waits between attempts of a :class:`~uow.UnitOfWork`.
+        async_sleep: Waits between attempts of an :class:`~uow.AsyncUnitOfWork`.
+        transient: A predicate that makes more errors worth another attempt.
+        rng: Draws the jitter, a float in ``[0, 1)``.
     """
 
     attempts: int = 5
@@ -80,20 +84,29 @@ class Retry:
 
 
 class _AttemptCore(Generic[U]):
-    __slots__ = ("_committed", "_retry", "_unit", "failure", "number")
+    __slots__ = ("_committed", "_in_flight", "_retry", "_unit", "failure", "number")
 
     def __init__(self, unit: U, number: int, retry: Retry) -> None:
         self._unit = unit
         self._retry = retry
         self._committed = False
+        self._in_flight = False
         self.number = number
         """This attempt's number: 1 for the first."""
         self.failure: BaseException | None = None
         """The transient error that ended this attempt, to be retried; ``None`` otherwise."""
 
+    def _note_commits(self, unit: Any) -> None:
+        # Once a commit succeeded, running the work again could apply it twice; a COMMIT sent but not
+        # completed when the connection dropped has an unknown outcome (even through unit.session).
+        self._committed = unit._commits_done > 0
+        self._in_flight = unit._commits_sent > unit._commits_done
+
     def _judge(self, exc: BaseException | None) -> bool:
         """Whether to swallow ``exc`` (the block's exception) so that the next attempt can run."""
         if exc is None or self._committed or not self._retry.retries(exc):
+            return False
+        if self._in_flight and getattr(exc, "connection_invalidated", False):
             return False
         self.failure = exc
         return True
@@ -121,7 +134,7 @@ class Attempt(_AttemptCore["UnitOfWork"]):
         traceback: TracebackType | None,
     ) -> bool:
         unit = self._unit
-        self._committed = unit._commits > 0
+        self._note_commits(unit)
         unit._attempt = None
         unit.__exit__(exc_type, exc, traceback)
         return self._judge(exc)
@@ -145,7 +158,7 @@ class AsyncAttempt(_AttemptCore["AsyncUnitOfWork"]):
         traceback: TracebackType | None,
     ) -> bool:
         unit = self._unit
-        self._committed = unit._commits > 0
+        self._note_commits(unit)
         unit._attempt = None
         await unit.__aexit__(exc_type, exc, traceback)
         return self._judge(exc)
@@ -231,7 +244,7 @@ def exhausted(failure: BaseException, attempts: int) -> BaseException:
     if isinstance(failure, TransientError):
         failure.attempts = attempts
         return failure
-    if isinstance(failure, sa_exc.DBAPIError):
+    if isinstance(failure, sa_exc.DBAPIError) and is_transient(failure):
         error = TransientError.from_sqlalchemy(failure)
         error.attempts = attempts
         error.__cause__ = failure

@@ -42,6 +42,7 @@ def instrument(session_class: type[Session]) -> None:
         event.listen(session_class, "after_flush", _on_flush)
         event.listen(session_class, "do_orm_execute", _on_execute)
         event.listen(session_class, "after_begin", _on_begin)
+        event.listen(session_class, "after_commit", _on_committed)
         event.listen(session_class, "before_flush", _before_flush)
         _instrumented.add(session_class)
 
@@ -78,6 +79,12 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
         unit._began(connection)
 
 
+def _on_committed(session: Session) -> None:
+    unit = _unit_of(session)
+    if unit is not None:
+        unit._commits_done += 1
+
+
 def _before_flush(session: Session, flush_context: object, instances: object) -> None:
     unit = _unit_of(session)
     if unit is None:
@@ -105,7 +112,7 @@ def _on_error(context: ExceptionContext) -> None:
 def _on_commit_sent(connection: Connection) -> None:
     session, unit = _session_unit(connection)
     if unit is not None and unit._sync is session:
-        unit._commit_sent = True
+        unit._commits_sent += 1
 
 
 def read_only_refusal(action: str) -> StateError:

@@ -157,12 +157,14 @@ class UnitOfWork(UnitCore):
         """
         session: Session = self._active("commit()")
         events = self._check_commit(session)
-        self._commit_sent = False
+        sent = self._commits_sent
         try:
             session.commit()
         except BaseException as exc:
             translated = (
-                translate(exc, commit_sent=self._commit_sent) if isinstance(exc, sa_exc.DBAPIError) else None
+                translate(exc, commit_sent=self._commits_sent > sent)
+                if isinstance(exc, sa_exc.DBAPIError)
+                else None
             )
             try:
                 _recover(session, exc)
@@ -179,7 +181,6 @@ class UnitOfWork(UnitCore):
             if translated is not None:
                 raise translated from exc
             raise
-        self._commits += 1
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
             self._after_commit(events, root)
