@@ -1,6 +1,6 @@
 """uow: an explicit unit of work and typed repositories for SQLAlchemy 2.x.
 
-Nothing is committed unless ``commit()`` is called; leaving the block or an exception rolls back;
+Nothing is committed unless `commit()` is called; leaving the block or an exception rolls back;
 the session is always closed and its connection returned to the pool.
 """
 

@@ -1,4 +1,4 @@
-"""The async unit of work: the same rules as :class:`~uow.UnitOfWork`, on an ``AsyncSession``."""
+"""The async unit of work: the same rules as [`UnitOfWork`][uow.UnitOfWork], on an `AsyncSession`."""
 
 from __future__ import annotations
 
@@ -44,26 +44,26 @@ AR = TypeVar("AR", bound=AsyncRepository[Any])
 
 
 class AsyncUnitOfWork(UnitCore):
-    """The async twin of :class:`UnitOfWork`, on an :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
+    """The async twin of [`UnitOfWork`][uow.UnitOfWork], on an `AsyncSession`.
 
-    ::
+    ```python
+    async with AsyncUnitOfWork(async_session) as unit:
+        await unit.repository(User).add(User(id="7", name="hanmeimei"))
+        await unit.commit()
+    ```
 
-        async with AsyncUnitOfWork(async_session) as unit:
-            await unit.repository(User).add(User(id="7", name="hanmeimei"))
-            await unit.commit()
-
-    It keeps every rule of :class:`UnitOfWork`: nothing is committed implicitly, leaving the block
+    It keeps every rule of [`UnitOfWork`][uow.UnitOfWork]: nothing is committed implicitly, leaving the block
     or an exception rolls back, the same warning, errors, savepoints, hooks and events; hooks and the
     dispatcher may be coroutine functions. In addition:
 
-    - Cancellation (``asyncio.CancelledError``, including from ``asyncio.timeout``) anywhere in the
-      block, during :meth:`commit` or during exit invalidates the connection (it may have been cut
+    - Cancellation (`asyncio.CancelledError`, including from `asyncio.timeout`) anywhere in the
+      block, during `commit()` or during exit invalidates the connection (it may have been cut
       off mid-statement; the server rolls back) and the cleanup runs to its end before the
       cancellation propagates. The connection is always returned to the pool.
-    - One call at a time: starting :meth:`commit`, :meth:`rollback` or a repository method while
-      another one of the same unit is still running (``asyncio.gather`` over one unit) raises
-      :class:`~uow.StateError`. Calls made one after another from different tasks are fine.
-    - Objects stay loaded after a commit by default (``expire_on_commit=False``), because reading an
+    - One call at a time: starting `commit()`, `rollback()` or a repository method while
+      another one of the same unit is still running (`asyncio.gather` over one unit) raises
+      [`StateError`][uow.StateError]. Calls made one after another from different tasks are fine.
+    - Objects stay loaded after a commit by default (`expire_on_commit=False`), because reading an
       expired attribute would need implicit I/O, which async code cannot do.
     """
 
@@ -79,23 +79,23 @@ class AsyncUnitOfWork(UnitCore):
         read_only: bool = False,
         durable: bool = False,
     ) -> None:
-        """Create a unit that opens its sessions with ``session_factory``.
+        """Create a unit that opens its sessions with `session_factory`.
 
         Args:
-            session_factory: An :class:`~sqlalchemy.ext.asyncio.async_sessionmaker`, or any callable
-                taking no arguments that returns a new :class:`~sqlalchemy.ext.asyncio.AsyncSession`.
-            expire_on_commit: Whether :meth:`commit` expires the objects the session holds. The
-                default, ``False``, keeps them loaded, so that reading an attribute after a commit
-                never needs the implicit I/O that async code cannot do; ``True`` expires them as
-                plain SQLAlchemy does (reload them with ``await unit.session.refresh(obj)``);
-                ``None`` keeps whatever the factory's sessions are configured with.
-            dispatch: As for :class:`UnitOfWork`; may be a coroutine function.
-            isolation_level: As for :class:`UnitOfWork`.
-            read_only: As for :class:`UnitOfWork`.
-            durable: As for :class:`UnitOfWork`.
+            session_factory: An `async_sessionmaker`, or any callable
+                taking no arguments that returns a new `AsyncSession`.
+            expire_on_commit: Whether `commit()` expires the objects the session holds. The
+                default, `False`, keeps them loaded, so that reading an attribute after a commit
+                never needs the implicit I/O that async code cannot do; `True` expires them as
+                plain SQLAlchemy does (reload them with `await unit.session.refresh(obj)`);
+                `None` keeps whatever the factory's sessions are configured with.
+            dispatch: As for [`UnitOfWork`][uow.UnitOfWork]; may be a coroutine function.
+            isolation_level: As for [`UnitOfWork`][uow.UnitOfWork].
+            read_only: As for [`UnitOfWork`][uow.UnitOfWork].
+            durable: As for [`UnitOfWork`][uow.UnitOfWork].
 
         Raises:
-            InvalidArgumentError: ``session_factory`` is not callable, or an option is invalid.
+            InvalidArgumentError: `session_factory` is not callable, or an option is invalid.
         """
         super().__init__(session_factory, dispatch, isolation_level, read_only, durable, allow_async=True)
         self._guard = CallGuard()
@@ -156,13 +156,13 @@ class AsyncUnitOfWork(UnitCore):
         return session
 
     async def commit(self) -> None:
-        """Flush pending changes and commit the transaction; see :meth:`UnitOfWork.commit`.
+        """Flush pending changes and commit the transaction; see `UnitOfWork.commit()`.
 
         If the commit is cancelled, whether it reached the database is unknown: the connection is
         invalidated and the cancellation propagates.
 
         Raises:
-            StateError: As for :meth:`UnitOfWork.commit`, or another call of this unit is still
+            StateError: As for `UnitOfWork.commit()`, or another call of this unit is still
                 running.
         """
         session: AsyncSession = self._active("commit()")
@@ -213,7 +213,7 @@ class AsyncUnitOfWork(UnitCore):
             raise hook_error(failures, committed=True)
 
     async def rollback(self) -> None:
-        """Discard pending changes and roll back the transaction; see :meth:`UnitOfWork.rollback`.
+        """Discard pending changes and roll back the transaction; see `UnitOfWork.rollback()`.
 
         Raises:
             StateError: The unit is not active, it is inside a savepoint block, or another call of
@@ -253,7 +253,7 @@ class AsyncUnitOfWork(UnitCore):
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """A nested transaction: ``async with unit.savepoint():``; see :meth:`UnitOfWork.savepoint`."""
+        """A nested transaction: `async with unit.savepoint():`; see `UnitOfWork.savepoint()`."""
         session: AsyncSession = self._active("savepoint()")
         sync = session.sync_session
         await session.run_sync(check_savepoints)
@@ -311,19 +311,19 @@ class AsyncUnitOfWork(UnitCore):
         frames.release(frame)
 
     def on_commit(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` (awaited if it is a coroutine function) after the commit; see
-        :meth:`UnitOfWork.on_commit`."""
+        """Run `fn()` (awaited if it is a coroutine function) after the commit; see
+        `UnitOfWork.on_commit()`."""
         self._register("on_commit()", fn, robust, allow_async=True).on_commit.append((fn, robust))
 
     def on_rollback(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` (awaited if it is a coroutine function) when the work rolls back; see
-        :meth:`UnitOfWork.on_rollback`."""
+        """Run `fn()` (awaited if it is a coroutine function) when the work rolls back; see
+        `UnitOfWork.on_rollback()`."""
         self._register("on_rollback()", fn, robust, allow_async=True).on_rollback.append((fn, robust))
 
     def attempts(self, retry: Retry | None = None) -> AsyncAttempts:
-        """The attempts of this unit's work: ``async for attempt in unit.attempts(retry):``.
+        """The attempts of this unit's work: `async for attempt in unit.attempts(retry):`.
 
-        ``async with attempt as unit:`` runs one; see :meth:`UnitOfWork.attempts`.
+        `async with attempt as unit:` runs one; see `UnitOfWork.attempts()`.
 
         Raises:
             StateError: The unit is active already.
@@ -333,8 +333,8 @@ class AsyncUnitOfWork(UnitCore):
         return AsyncAttempts(self, retry if retry is not None else Retry())
 
     async def run(self, work: Callable[[Self], Awaitable[T]], *, retry: Retry | None = None) -> T:
-        """Await ``work(unit)`` in this unit, again after transient failures; see
-        :meth:`UnitOfWork.run`."""
+        """Await `work(unit)` in this unit, again after transient failures; see
+        `UnitOfWork.run()`."""
         async for attempt in self.attempts(retry):
             async with attempt:
                 return await work(self)
@@ -345,14 +345,14 @@ class AsyncUnitOfWork(UnitCore):
     @overload
     def repository(self, target: type[T]) -> AsyncRepository[T]: ...
     def repository(self, target: type[Any]) -> AsyncRepository[Any]:
-        """The async repository for ``target`` in this block, created on first use.
+        """The async repository for `target` in this block, created on first use.
 
-        ``target`` is a mapped class (giving an :class:`~uow.AsyncRepository` of it) or a subclass of
-        :class:`~uow.AsyncRepository`. Within one block the same ``target`` gives the same instance.
+        `target` is a mapped class (giving an [`AsyncRepository`][uow.AsyncRepository] of it) or a subclass of
+        [`AsyncRepository`][uow.AsyncRepository]. Within one block the same `target` gives the same instance.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``target`` is neither a mapped class nor a repository class.
+            InvalidArgumentError: `target` is neither a mapped class nor a repository class.
         """
         repository = self._repositories.get(target)
         if repository is not None:
@@ -367,7 +367,7 @@ class AsyncUnitOfWork(UnitCore):
 
 
 async def _finish(cleanup: Coroutine[Any, Any, None]) -> None:
-    """Run ``cleanup`` to its end even if the calling task is cancelled meanwhile.
+    """Run `cleanup` to its end even if the calling task is cancelled meanwhile.
 
     A cancellation that arrives while waiting is raised again once the cleanup is over, so that the
     caller never carries on while a connection is still on its way back to the pool.
@@ -388,7 +388,7 @@ async def _finish(cleanup: Coroutine[Any, Any, None]) -> None:
 
 
 async def _end(session: AsyncSession, exc: BaseException | None) -> None:
-    """Close ``session``, returning its connection to the pool whatever happens."""
+    """Close `session`, returning its connection to the pool whatever happens."""
     try:
         if exc is not None and interrupted(exc):
             await session.invalidate()
@@ -400,7 +400,7 @@ async def _end(session: AsyncSession, exc: BaseException | None) -> None:
 
 
 async def _recover(session: AsyncSession, exc: BaseException) -> None:
-    """Bring ``session`` back to a usable state after ``exc`` broke its transaction."""
+    """Bring `session` back to a usable state after `exc` broke its transaction."""
     if interrupted(exc):
         await session.invalidate()
     else:

@@ -35,7 +35,7 @@ _PG_OUTCOME_UNKNOWN = "40003"
 def sqlstate(error: sa_exc.DBAPIError) -> str | None:
     """The five-character SQLSTATE of a driver error, if the driver reports one.
 
-    PostgreSQL-family drivers report precise states; MySQL drivers report coarse ones (``23000`` for
+    PostgreSQL-family drivers report precise states; MySQL drivers report coarse ones (`23000` for
     every integrity violation), so their error number is read first.
     """
     orig = error.orig
@@ -55,7 +55,7 @@ def mysql_errno(error: sa_exc.DBAPIError) -> int | None:
 
 
 def sqlite_errorcode(error: sa_exc.DBAPIError) -> int | None:
-    """The extended result code of an error from the standard-library ``sqlite3`` driver."""
+    """The extended result code of an error from the standard-library `sqlite3` driver."""
     code = getattr(error.orig, "sqlite_errorcode", None)
     return code if isinstance(code, int) else None
 
@@ -72,7 +72,7 @@ def is_duplicate_key(error: sa_exc.DBAPIError) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Whether running the whole unit again may succeed where ``error`` made it fail.
+    """Whether running the whole unit again may succeed where `error` made it fail.
 
     True for serialization failures and deadlocks, lock wait timeouts, SQLite's busy or locked
     database, and a connection lost (invalidated) outside COMMIT; never for integrity violations.
@@ -97,10 +97,10 @@ def is_transient(error: BaseException) -> bool:
 def translate(
     error: sa_exc.DBAPIError, *, commit_sent: bool = False
 ) -> IntegrityError | TransientError | CommitOutcomeUnknownError | None:
-    """The uow error that stands for ``error``, or ``None`` when uow has no more precise one.
+    """The uow error that stands for `error`, or `None` when uow has no more precise one.
 
     Integrity violations, transient failures and commits of unknown outcome are translated (the
-    last when ``commit_sent`` says COMMIT was in flight as the connection was lost); everything else
+    last when `commit_sent` says COMMIT was in flight as the connection was lost); everything else
     propagates as SQLAlchemy raised it.
     """
     if isinstance(error, UnitOfWorkError):

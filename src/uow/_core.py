@@ -28,10 +28,10 @@ _MYSQL_DIALECTS = frozenset({"mysql", "mariadb"})
 
 
 def interrupted(error: BaseException) -> bool:
-    """Whether ``error`` may have cut a driver call short, leaving the connection in an unknown state.
+    """Whether `error` may have cut a driver call short, leaving the connection in an unknown state.
 
-    That is every ``BaseException`` that is not an ``Exception``: cancellation, ``KeyboardInterrupt``,
-    ``SystemExit``. Such a connection is invalidated (closed; the server rolls back) instead of being
+    That is every `BaseException` that is not an `Exception`: cancellation, `KeyboardInterrupt`,
+    `SystemExit`. Such a connection is invalidated (closed; the server rolls back) instead of being
     asked to roll back.
     """
     return not isinstance(error, Exception)
@@ -47,7 +47,7 @@ def warn_uncommitted(discarded: str) -> None:
 
 
 def attach_failure(error: BaseException, failure: BaseException, during: str) -> None:
-    """Record on ``error`` that ``failure`` happened while cleaning up after it; ``error`` wins."""
+    """Record on `error` that `failure` happened while cleaning up after it; `error` wins."""
     error.add_note(f"uow: {during} after this error also failed: {failure!r}")
     logger.error("%s failed while handling %r", during, error, exc_info=failure)
 
@@ -158,7 +158,7 @@ class UnitCore:
 
     @property
     def attempt(self) -> int | None:
-        """The number of the current attempt (1, 2, ...) while run by ``run()`` or ``attempts()``."""
+        """The number of the current attempt (1, 2, ...) while run by `run()` or `attempts()`."""
         return self._attempt
 
     @property

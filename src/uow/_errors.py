@@ -1,24 +1,27 @@
 """The errors and warnings that uow raises.
 
-Every error is a :class:`UnitOfWorkError`; most also subclass the builtin or SQLAlchemy exception that
-code already catches for the same condition::
+Every error is a [`UnitOfWorkError`][uow.UnitOfWorkError]; most also subclass the builtin or SQLAlchemy
+exception that
+code already catches for the same condition:
 
-    UnitOfWorkError
-     ├── StateError                (also RuntimeError)   a unit used outside its block, reentered, ...
-     ├── NotFoundError             (also LookupError)    get_one() / one() found nothing
-     ├── MultipleResultsError      (also LookupError)    one() found more than one row
-     ├── InvalidArgumentError      (also ValueError)     a repository call that cannot be turned into SQL
-     │    └── InvalidFieldError                          a field name that is not a mapped column
-     ├── IntegrityError            (also sqlalchemy.exc.IntegrityError)
-     │    └── DuplicateKeyError                          a primary-key or unique constraint was violated
-     ├── TransientError            (also sqlalchemy.exc.OperationalError) retry the whole unit
-     ├── CommitOutcomeUnknownError (also sqlalchemy.exc.OperationalError) COMMIT in flight was cut off
-     └── HookError                 (also ExceptionGroup) after-commit/rollback hooks or handlers failed
+```python
+UnitOfWorkError
+ ├── StateError                (also RuntimeError)   a unit used outside its block, reentered, ...
+ ├── NotFoundError             (also LookupError)    get_one() / one() found nothing
+ ├── MultipleResultsError      (also LookupError)    one() found more than one row
+ ├── InvalidArgumentError      (also ValueError)     a repository call that cannot be turned into SQL
+ │    └── InvalidFieldError                          a field name that is not a mapped column
+ ├── IntegrityError            (also sqlalchemy.exc.IntegrityError)
+ │    └── DuplicateKeyError                          a primary-key or unique constraint was violated
+ ├── TransientError            (also sqlalchemy.exc.OperationalError) retry the whole unit
+ ├── CommitOutcomeUnknownError (also sqlalchemy.exc.OperationalError) COMMIT in flight was cut off
+ └── HookError                 (also ExceptionGroup) after-commit/rollback hooks or handlers failed
 
-    UncommittedWorkWarning         (a UserWarning)       a block ended with work that was never committed
+UncommittedWorkWarning         (a UserWarning)       a block ended with work that was never committed
+```
 
-Errors translated from the database keep the original SQLAlchemy exception as ``__cause__`` and carry
-its ``statement``, ``params`` and ``orig`` (the driver's exception).
+Errors translated from the database keep the original SQLAlchemy exception as `__cause__` and carry
+its `statement`, `params` and `orig` (the driver's exception).
 """
 
 from __future__ import annotations
@@ -51,10 +54,10 @@ class UnitOfWorkError(Exception):
 class StateError(UnitOfWorkError, RuntimeError):
     """A unit of work was used in a state that does not allow it; the message says what to do instead.
 
-    Raised for: ``commit()``, ``rollback()``, ``session``, ``repository()``, ``savepoint()`` and the
+    Raised for: `commit()`, `rollback()`, `session`, `repository()`, `savepoint()` and the
     hooks outside an active block, or a repository kept after its block; entering a unit that is
-    already active, or a durable unit inside another; ``commit()`` or ``rollback()`` inside a
-    savepoint block; ``commit()`` after a statement failed and its error was caught (the
+    already active, or a durable unit inside another; `commit()` or `rollback()` inside a
+    savepoint block; `commit()` after a statement failed and its error was caught (the
     partial-commit guard), or a savepoint left normally after that; writes in a read-only unit;
     two tasks using one async unit at once; savepoints on a SQLite engine that would not make them
     atomic.
@@ -139,8 +142,8 @@ class _Translated(UnitOfWorkError):
 class IntegrityError(_Translated, sa_exc.IntegrityError):
     """The database rejected a change because it violates an integrity constraint.
 
-    Also a :class:`sqlalchemy.exc.IntegrityError`, so existing handlers keep working. The SQLAlchemy
-    exception it was translated from is its ``__cause__``; ``orig`` is the driver's exception.
+    Also a `sqlalchemy.exc.IntegrityError`, so existing handlers keep working. The SQLAlchemy
+    exception it was translated from is its `__cause__`; `orig` is the driver's exception.
     """
 
 
@@ -154,11 +157,11 @@ class TransientError(_Translated, sa_exc.OperationalError):
     Serialization failures and deadlocks (PostgreSQL, CockroachDB and YugabyteDB SQLSTATE 40001 and
     40P01; MySQL and MariaDB errors 1213 and 1205), SQLite's busy and locked database, and a
     connection lost before COMMIT was sent. The transaction was rolled back: retry the whole unit
-    with :meth:`UnitOfWork.run` or :meth:`UnitOfWork.attempts`. Also a
-    :class:`sqlalchemy.exc.OperationalError`.
+    with `UnitOfWork.run()` or `UnitOfWork.attempts()`. Also a
+    `sqlalchemy.exc.OperationalError`.
 
     Attributes:
-        attempts: How many attempts were made, when retries ran out; otherwise ``None``.
+        attempts: How many attempts were made, when retries ran out; otherwise `None`.
     """
 
     attempts: int | None = None
@@ -176,8 +179,8 @@ class CommitOutcomeUnknownError(_Translated, sa_exc.OperationalError):
 class HookError(UnitOfWorkError, ExceptionGroup[Exception]):
     """Hooks or event handlers that ran after a commit or a rollback failed.
 
-    Raised once all of them have run, with every failure inside (``except* SomeError`` picks them out).
-    The transaction's outcome stands: ``committed`` says whether the data was committed (after-commit
+    Raised once all of them have run, with every failure inside (`except* SomeError` picks them out).
+    The transaction's outcome stands: `committed` says whether the data was committed (after-commit
     hooks and event handlers) or rolled back (after-rollback hooks).
     """
 
@@ -198,6 +201,6 @@ class HookError(UnitOfWorkError, ExceptionGroup[Exception]):
 class UncommittedWorkWarning(UserWarning):
     """A unit of work's block ended normally while it still held work that was never committed.
 
-    The work was rolled back. Call ``unit.commit()`` before the block ends to keep it, or
-    ``unit.rollback()`` to discard it on purpose and silence this warning.
+    The work was rolled back. Call `unit.commit()` before the block ends to keep it, or
+    `unit.rollback()` to discard it on purpose and silence this warning.
     """

@@ -1,13 +1,13 @@
 """Filters and sort keys of the in-memory repositories, evaluated in Python with SQL's rules.
 
 Only what can be evaluated faithfully is accepted: a column of the repository's model compared with a
-value (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``is_``, ``is_not``, ``in_``, ``not_in``,
-``like``, ``ilike``, ``startswith``, ``endswith``, ``contains`` and their negations), combined with
-``and_``, ``or_`` and ``not_``. Anything else raises :class:`UnsupportedExpressionError`: an
+value (`==`, `!=`, `<`, `<=`, `>`, `>=`, `is_`, `is_not`, `in_`, `not_in`,
+`like`, `ilike`, `startswith`, `endswith`, `contains` and their negations), combined with
+`and_`, `or_` and `not_`. Anything else raises `UnsupportedExpressionError`: an
 expression the fake cannot evaluate never matches everything, and never nothing either.
 
-Comparisons follow SQL's three-valued logic: a comparison with ``NULL`` is unknown, so
-``Account.email != "x"`` does not match a row whose ``email`` is ``NULL``.
+Comparisons follow SQL's three-valued logic: a comparison with `NULL` is unknown, so
+`Account.email != "x"` does not match a row whose `email` is `NULL`.
 """
 
 from __future__ import annotations
@@ -28,16 +28,16 @@ __all__ = ["Predicate", "SortKey", "UnsupportedExpressionError", "predicate", "s
 E = TypeVar("E")
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool | None]
-"""A compiled filter: ``True``, ``False`` or ``None`` (SQL's unknown) for a row of field values."""
+"""A compiled filter: `True`, `False` or `None` (SQL's unknown) for a row of field values."""
 SortKey = tuple[str, bool, bool]
-"""One sort key: the field, whether descending, and whether ``NULL`` sorts first."""
+"""One sort key: the field, whether descending, and whether `NULL` sorts first."""
 
 
 class UnsupportedExpressionError(InvalidArgumentError):
     """An in-memory repository was given a filter or sort expression it cannot evaluate.
 
     The fake refuses it rather than guess; run the code under test on a real unit (for example with the
-    ``uow_session_factory`` fixture) for queries like this one.
+    `uow_session_factory` fixture) for queries like this one.
     """
 
     def __init__(self, model: type[Any], expression: str, usage: str = "filter") -> None:
@@ -135,7 +135,7 @@ def _not(value: bool | None) -> bool | None:
 
 
 class _Compiler:
-    """Turns the expressions of one query on ``mapper`` into Python, or refuses them."""
+    """Turns the expressions of one query on `mapper` into Python, or refuses them."""
 
     def __init__(self, mapper: Mapper[Any], render: Callable[[Any], str]) -> None:
         self.mapper = mapper
@@ -145,7 +145,7 @@ class _Compiler:
         return UnsupportedExpressionError(self.mapper.class_, self.render(expression), usage)
 
     def field(self, element: Any) -> str | None:
-        """The field name of ``element`` if it is a column of the model, else ``None``."""
+        """The field name of `element` if it is a column of the model, else `None`."""
         if hasattr(element, "__clause_element__"):
             element = element.__clause_element__()
         if not isinstance(element, elements.ColumnClause):
@@ -243,7 +243,7 @@ class _Compiler:
 
 
 def predicate(mapper: Mapper[Any], clauses: list[Any], render: Callable[[Any], str]) -> Predicate:
-    """One predicate for all of ``clauses`` (their ``AND``); refuses what it cannot evaluate."""
+    """One predicate for all of `clauses` (their `AND`); refuses what it cannot evaluate."""
     compiler = _Compiler(mapper, render)
     parts = [compiler.compile(clause) for clause in clauses]
 
@@ -265,11 +265,11 @@ _NULLS = {operators.nulls_first_op: True, operators.nulls_last_op: False}
 
 
 def sort_keys(mapper: Mapper[Any], ordering: list[Any], render: Callable[[Any], str]) -> list[SortKey]:
-    """The sort keys for ``ordering`` (columns, optionally ``.asc()``/``.desc()``/``.nulls_first()``).
+    """The sort keys for `ordering` (columns, optionally `.asc()`/`.desc()`/`.nulls_first()`).
 
-    ``NULL`` sorts before every value in ascending order and after every value in descending order,
-    as on SQLite and MariaDB (PostgreSQL does the opposite), unless ``nulls_first()`` or
-    ``nulls_last()`` says otherwise.
+    `NULL` sorts before every value in ascending order and after every value in descending order,
+    as on SQLite and MariaDB (PostgreSQL does the opposite), unless `nulls_first()` or
+    `nulls_last()` says otherwise.
     """
     compiler = _Compiler(mapper, render)
     keys: list[SortKey] = []
@@ -291,7 +291,7 @@ def sort_keys(mapper: Mapper[Any], ordering: list[Any], render: Callable[[Any], 
 
 
 def sort_rows(rows: list[E], keys: list[SortKey], values: Callable[[E], Row]) -> None:
-    """Sort ``rows`` in place, stably, by ``keys``; ``values`` gives the field values of a row."""
+    """Sort `rows` in place, stably, by `keys`; `values` gives the field values of a row."""
     for field, descending, nulls_first in reversed(keys):
         present = [entry for entry in rows if values(entry).get(field) is not None]
         missing = [entry for entry in rows if values(entry).get(field) is None]

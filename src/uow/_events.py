@@ -21,25 +21,25 @@ def next_mark() -> int:
 class HasEvents:
     """A mixin for mapped classes whose instances record domain events.
 
-    ::
+    ```python
+    class Order(HasEvents, Base):
+        ...
+        def ship(self) -> None:
+            self.status = "shipped"
+            self.record_event(OrderShipped(self.id))
+    ```
 
-        class Order(HasEvents, Base):
-            ...
-            def ship(self) -> None:
-                self.status = "shipped"
-                self.record_event(OrderShipped(self.id))
-
-    A unit of work given a dispatcher (``UnitOfWork(factory, dispatch=handle)``) collects the events
-    of every entity in its session and, after a successful commit, calls ``handle(event)`` for each,
+    A unit of work given a dispatcher (`UnitOfWork(factory, dispatch=handle)`) collects the events
+    of every entity in its session and, after a successful commit, calls `handle(event)` for each,
     in the order they were recorded, across entities. Events recorded by work that is rolled back
     (the whole unit, or a savepoint) are dropped and never dispatched. Events live outside the
-    mapped state: they are never persisted and survive ``expire()``.
+    mapped state: they are never persisted and survive `expire()`.
     """
 
     __slots__ = ()
 
     def record_event(self, event: object) -> None:
-        """Record ``event`` to be dispatched after the unit that holds this entity commits.
+        """Record `event` to be dispatched after the unit that holds this entity commits.
 
         The entity's session keeps it alive until then, even if nothing else refers to it.
         """
@@ -58,7 +58,7 @@ class HasEvents:
 
 
 def keep(session: Session, entity: HasEvents) -> None:
-    """Hold ``entity`` in ``session`` until its events are dispatched or dropped."""
+    """Hold `entity` in `session` until its events are dispatched or dropped."""
     session.info.setdefault(_SOURCES, {})[id(entity)] = entity
 
 
@@ -89,7 +89,7 @@ def take(session: Session) -> list[object]:
 
 
 def drop(session: Session, after: int = 0) -> None:
-    """Forget the events the session's entities recorded with a number above ``after``."""
+    """Forget the events the session's entities recorded with a number above `after`."""
     for entity in _sources(session):
         if isinstance(entity, HasEvents):
             recorded = entity.__dict__.get(_KEY)

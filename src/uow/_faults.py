@@ -1,9 +1,9 @@
 """Fault injection: make a statement or a commit fail with a chosen database error, on any backend.
 
 The errors are as real as they can be made. On PostgreSQL and MariaDB the server itself raises them
-(``RAISE`` with the SQLSTATE, ``SIGNAL`` with the error number; a disconnect terminates the server
+(`RAISE` with the SQLSTATE, `SIGNAL` with the error number; a disconnect terminates the server
 session), so they reach the code under test through the real driver, SQLAlchemy's wrapping and its
-disconnect detection. SQLite has no server: its errors are the ``sqlite3`` exceptions the driver
+disconnect detection. SQLite has no server: its errors are the `sqlite3` exceptions the driver
 raises, with their extended result codes, and a disconnect closes the driver's connection.
 """
 
@@ -25,7 +25,7 @@ __all__ = ["Fault", "FaultKind", "fail_commit", "fail_statement"]
 FaultKind: TypeAlias = Literal[
     "serialization_failure", "deadlock", "disconnect", "duplicate_key", "integrity_error"
 ]
-"""The database errors that can be injected by name; see :func:`fail_statement` for what each is."""
+"""The database errors that can be injected by name; see `fail_statement()` for what each is."""
 
 _KINDS: frozenset[str] = frozenset(get_args(FaultKind))
 _PROBE = "uow.fault_probe"
@@ -65,10 +65,10 @@ _SQLITE: dict[str, tuple[type[sqlite3.Error], int, str, str]] = {
 
 
 class Fault:
-    """An armed fault, as yielded by :func:`fail_statement` and :func:`fail_commit`.
+    """An armed fault, as yielded by `fail_statement()` and `fail_commit()`.
 
     Attributes:
-        error: What it raises: a :data:`FaultKind` or an exception instance.
+        error: What it raises: a `FaultKind` or an exception instance.
         seen: How many statements (or commits) it counted so far.
         fired: How many times it made one fail.
     """
@@ -100,7 +100,7 @@ class Fault:
         return False
 
     def _raise(self, connection: Connection, cursor: Any) -> None:
-        """Make the statement about to run on ``connection`` fail, from the server where there is one."""
+        """Make the statement about to run on `connection` fail, from the server where there is one."""
         error = self.error
         if isinstance(error, BaseException):
             raise error
@@ -153,7 +153,7 @@ _SUPPORTED = frozenset({"sqlite", "postgresql", "mysql", "mariadb"})
 
 
 def _target(target: object) -> Engine | Connection:
-    """The engine or connection whose events show the statements of ``target``."""
+    """The engine or connection whose events show the statements of `target`."""
     bind: Any = target
     kw = getattr(bind, "kw", None)
     if isinstance(kw, dict):  # a sessionmaker or async_sessionmaker
@@ -180,39 +180,39 @@ def fail_statement(
     times: int = 1,
     matching: str | None = None,
 ) -> Iterator[Fault]:
-    """Make the ``nth`` statement sent through ``target`` inside the block fail with ``error``.
+    """Make the `nth` statement sent through `target` inside the block fail with `error`.
 
-    ::
+    ```python
+    with fail_statement(engine, "deadlock", matching="INSERT INTO orders") as fault:
+        with pytest.raises(uow.TransientError):
+            place_order(UnitOfWork(Session), ...)
+    assert fault.fired == 1
+    ```
 
-        with fail_statement(engine, "deadlock", matching="INSERT INTO orders") as fault:
-            with pytest.raises(uow.TransientError):
-                place_order(UnitOfWork(Session), ...)
-        assert fault.fired == 1
-
-    Statements are counted from entering the block; with ``matching``, only those whose SQL contains
-    that regular expression (case-insensitive) are counted. Statements ``nth`` to ``nth + times - 1``
+    Statements are counted from entering the block; with `matching`, only those whose SQL contains
+    that regular expression (case-insensitive) are counted. Statements `nth` to `nth + times - 1`
     fail; the others run as usual. The statement fails as a database would fail it:
 
     ==========================  =====================  =======================  ===================
-    ``error``                   PostgreSQL             MariaDB / MySQL          SQLite
+    `error`                   PostgreSQL             MariaDB / MySQL          SQLite
     ==========================  =====================  =======================  ===================
-    ``"serialization_failure"`` SQLSTATE 40001         error 1213 (40001)       SQLITE_BUSY (5)
-    ``"deadlock"``              SQLSTATE 40P01         error 1213 (40001)       SQLITE_BUSY (5)
-    ``"disconnect"``            server session ended   server session killed    connection closed
-    ``"duplicate_key"``         SQLSTATE 23505         error 1062 (23000)       code 2067
-    ``"integrity_error"``       SQLSTATE 23502         error 1048 (23000)       code 1299
+    `"serialization_failure"` SQLSTATE 40001         error 1213 (40001)       SQLITE_BUSY (5)
+    `"deadlock"`              SQLSTATE 40P01         error 1213 (40001)       SQLITE_BUSY (5)
+    `"disconnect"`            server session ended   server session killed    connection closed
+    `"duplicate_key"`         SQLSTATE 23505         error 1062 (23000)       code 2067
+    `"integrity_error"`       SQLSTATE 23502         error 1048 (23000)       code 1299
     ==========================  =====================  =======================  ===================
 
     SQLAlchemy wraps it as it wraps the driver's error (a disconnect invalidates the connection) and
     uow translates it as usual. An exception instance is raised as it is instead, as if the driver
-    had raised it: an ``asyncio.CancelledError`` or ``KeyboardInterrupt`` interrupts the statement.
+    had raised it: an `asyncio.CancelledError` or `KeyboardInterrupt` interrupts the statement.
 
     Args:
-        target: An :class:`~sqlalchemy.Engine` or :class:`~sqlalchemy.Connection`, their async
-            twins, or a session factory bound to one of them (such as ``uow_session_factory``).
-        error: A :data:`FaultKind`, or an exception instance to raise.
+        target: An `Engine` or `Connection`, their async
+            twins, or a session factory bound to one of them (such as `uow_session_factory`).
+        error: A `FaultKind`, or an exception instance to raise.
         nth: The first statement to fail, counting from 1.
-        times: How many statements, from the ``nth`` on, fail.
+        times: How many statements, from the `nth` on, fail.
         matching: A regular expression that the statements to count must contain.
 
     Raises:
@@ -245,19 +245,19 @@ def fail_commit(
     nth: int = 1,
     times: int = 1,
 ) -> Iterator[Fault]:
-    """Make the ``nth`` commit through ``target`` inside the block fail with ``error``.
+    """Make the `nth` commit through `target` inside the block fail with `error`.
 
-    ::
+    ```python
+    with fail_commit(engine, "serialization_failure", times=2) as fault:
+        unit.run(transfer)           # fails twice, succeeds on the third attempt
+    assert fault.fired == 2
+    ```
 
-        with fail_commit(engine, "serialization_failure", times=2) as fault:
-            unit.run(transfer)           # fails twice, succeeds on the third attempt
-        assert fault.fired == 2
-
-    A commit is a ``COMMIT``, or, for sessions of :func:`rolled_back_sessions` and the pytest
+    A commit is a `COMMIT`, or, for sessions of `rolled_back_sessions()` and the pytest
     plugin's factories, the release of the savepoint that stands for the unit's transaction (a
-    savepoint of the unit's own, from ``unit.savepoint()``, does not count). It fails before it
+    savepoint of the unit's own, from `unit.savepoint()`, does not count). It fails before it
     reaches the database, so nothing is committed; the error is the one the database would report,
-    as listed for :func:`fail_statement`. Commits ``nth`` to ``nth + times - 1`` fail.
+    as listed for `fail_statement()`. Commits `nth` to `nth + times - 1` fail.
 
     Raises:
         InvalidArgumentError: The target, backend or arguments are not supported.

@@ -36,7 +36,7 @@ class MemoryRepositoryCore(_RepositoryCore[T]):
     """Validation and queries shared by the sync and async in-memory repositories."""
 
     _transaction: Any
-    """The unit's :class:`Transaction`, or a stand-in that raises StateError once the block ended."""
+    """The unit's `Transaction`, or a stand-in that raises StateError once the block ended."""
 
     def __init__(self, transaction: Transaction, model: type[T] | None = None) -> None:
         """Bind the repository to an in-memory unit's transaction; units do this for you.
@@ -44,7 +44,7 @@ class MemoryRepositoryCore(_RepositoryCore[T]):
         Args:
             transaction: The transaction of the unit's active block.
             model: The mapped class; required unless the subclass names it as
-                ``InMemoryRepository[Model]``.
+                `InMemoryRepository[Model]`.
 
         Raises:
             InvalidArgumentError: The model is missing or is not a mapped class.
@@ -55,7 +55,7 @@ class MemoryRepositoryCore(_RepositoryCore[T]):
 
     @property
     def session(self) -> NoReturn:
-        """In-memory repositories have no session: reading it raises ``AttributeError``."""
+        """In-memory repositories have no session: reading it raises `AttributeError`."""
         raise AttributeError(
             f"{type(self).__name__} is in memory and has no session: code that needs a session needs "
             "a database (see the uow_session_factory fixture of the uow pytest plugin)"
@@ -132,7 +132,7 @@ class MemoryRepositoryCore(_RepositoryCore[T]):
         return found[0]
 
     def _identity(self, ident: Any) -> tuple[Any, ...]:
-        """``ident`` as a tuple of primary-key values, as ``Session.get`` accepts it."""
+        """`ident` as a tuple of primary-key values, as `Session.get` accepts it."""
         fields = self._table.identity
         if isinstance(ident, dict):
             missing = [field for field in fields if field not in ident]
@@ -152,39 +152,40 @@ class MemoryRepositoryCore(_RepositoryCore[T]):
 
 
 class InMemoryRepository(MemoryRepositoryCore[T]):
-    """A :class:`~uow.Repository` on an in-memory store, from ``InMemoryUnitOfWork.repository()``.
+    """A [`Repository`][uow.Repository] on an in-memory store, from `InMemoryUnitOfWork.repository()`.
 
     It has the real repository's methods, arguments, checks and errors, and its semantics:
 
     - Reads see what this unit added, changed or removed (they flush first, as autoflush does) and
       what other units committed; within a block one primary key always gives the same object.
-    - Filters are keyword equality (``None`` matches NULL) and SQLAlchemy expressions that compare a
-      column of the model with a value; see :class:`~uow.testing.UnsupportedExpressionError` for
+    - Filters are keyword equality (`None` matches NULL) and SQLAlchemy expressions that compare a
+      column of the model with a value; see
+      [`UnsupportedExpressionError`][uow.testing.UnsupportedExpressionError] for
       exactly which. Comparisons follow SQL's three-valued logic. Strings compare as Python compares
-      them: case-sensitive, as PostgreSQL does (MariaDB's default collation and SQLite's ``LIKE``
+      them: case-sensitive, as PostgreSQL does (MariaDB's default collation and SQLite's `LIKE`
       ignore case).
-    - ``order_by`` takes the same names and column expressions; ``NULL`` sorts first ascending and
-      last descending. Without ``order_by``, objects come in the order their rows were stored.
+    - `order_by` takes the same names and column expressions; `NULL` sorts first ascending and
+      last descending. Without `order_by`, objects come in the order their rows were stored.
 
     Relationships are neither loaded nor cascaded; set foreign-key fields yourself. Server-side
-    defaults and SQL-expression defaults are not evaluated (the field stays ``None``); Python-side
+    defaults and SQL-expression defaults are not evaluated (the field stays `None`); Python-side
     column defaults and integer autoincrement keys are.
     """
 
     def add(self, obj: T) -> T:
-        """Add ``obj``, to be inserted at the next flush; returns ``obj``. See :meth:`uow.Repository.add`."""
+        """Add `obj`, to be inserted at the next flush; returns `obj`. See `uow.Repository.add()`."""
         return self._add(obj)
 
     def add_all(self, objs: Iterable[T]) -> builtins.list[T]:
-        """Add every object of ``objs``; none is added if one is of another model."""
+        """Add every object of `objs`; none is added if one is of another model."""
         return self._add_all(objs)
 
     def remove(self, obj: T) -> None:
-        """Mark ``obj`` for deletion at the next flush; an object never flushed is just taken out."""
+        """Mark `obj` for deletion at the next flush; an object never flushed is just taken out."""
         self._remove(obj)
 
     def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` (mappings of field names to values) at once; no objects are created."""
+        """Insert `rows` (mappings of field names to values) at once; no objects are created."""
         return self._insert_many(rows)
 
     def stream(
@@ -203,11 +204,11 @@ class InMemoryRepository(MemoryRepositoryCore[T]):
         yield from query()
 
     def get(self, ident: Any) -> T | None:
-        """The object with primary key ``ident``, or ``None``; the identity map is looked at first."""
+        """The object with primary key `ident`, or `None`; the identity map is looked at first."""
         return self._get(ident)
 
     def get_one(self, ident: Any) -> T:
-        """The object with primary key ``ident``.
+        """The object with primary key `ident`.
 
         Raises:
             NotFoundError: There is none.
@@ -225,11 +226,11 @@ class InMemoryRepository(MemoryRepositoryCore[T]):
         offset: int | None = None,
         **equals: Any,
     ) -> builtins.list[T]:
-        """The objects that match every filter, in ``order_by`` order, paged by ``limit``/``offset``."""
+        """The objects that match every filter, in `order_by` order, paged by `limit`/`offset`."""
         return self._find(where, equals, order_by, limit, offset)
 
     def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
-        """The first object that matches, in ``order_by`` order, or ``None``."""
+        """The first object that matches, in `order_by` order, or `None`."""
         found = self._find(where, equals, order_by, 1)
         return found[0] if found else None
 
@@ -252,22 +253,22 @@ class InMemoryRepository(MemoryRepositoryCore[T]):
 
 
 class AsyncInMemoryRepository(MemoryRepositoryCore[T]):
-    """The async twin of :class:`InMemoryRepository`: the same rules, with every method awaited."""
+    """The async twin of `InMemoryRepository`: the same rules, with every method awaited."""
 
     async def add(self, obj: T) -> T:
-        """Add ``obj``, to be inserted at the next flush; returns ``obj``."""
+        """Add `obj`, to be inserted at the next flush; returns `obj`."""
         return self._add(obj)
 
     async def add_all(self, objs: Iterable[T]) -> builtins.list[T]:
-        """Add every object of ``objs``; none is added if one is of another model."""
+        """Add every object of `objs`; none is added if one is of another model."""
         return self._add_all(objs)
 
     async def remove(self, obj: T) -> None:
-        """Mark ``obj`` for deletion at the next flush; an object never flushed is just taken out."""
+        """Mark `obj` for deletion at the next flush; an object never flushed is just taken out."""
         self._remove(obj)
 
     async def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` (mappings of field names to values) at once; no objects are created."""
+        """Insert `rows` (mappings of field names to values) at once; no objects are created."""
         return self._insert_many(rows)
 
     async def stream(
@@ -277,7 +278,7 @@ class AsyncInMemoryRepository(MemoryRepositoryCore[T]):
         batch_size: int = 1000,
         **equals: Any,
     ) -> AsyncIterator[T]:
-        """An async iterator over the objects that match: ``async for x in await repo.stream(): ...``."""
+        """An async iterator over the objects that match: `async for x in await repo.stream(): ...`."""
         self._check_batch(batch_size)
         return self._stream(self._find(where, equals, order_by))
 
@@ -287,11 +288,11 @@ class AsyncInMemoryRepository(MemoryRepositoryCore[T]):
             yield obj
 
     async def get(self, ident: Any) -> T | None:
-        """The object with primary key ``ident``, or ``None``; the identity map is looked at first."""
+        """The object with primary key `ident`, or `None`; the identity map is looked at first."""
         return self._get(ident)
 
     async def get_one(self, ident: Any) -> T:
-        """The object with primary key ``ident``.
+        """The object with primary key `ident`.
 
         Raises:
             NotFoundError: There is none.
@@ -309,11 +310,11 @@ class AsyncInMemoryRepository(MemoryRepositoryCore[T]):
         offset: int | None = None,
         **equals: Any,
     ) -> builtins.list[T]:
-        """The objects that match every filter, in ``order_by`` order, paged by ``limit``/``offset``."""
+        """The objects that match every filter, in `order_by` order, paged by `limit`/`offset`."""
         return self._find(where, equals, order_by, limit, offset)
 
     async def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
-        """The first object that matches, in ``order_by`` order, or ``None``."""
+        """The first object that matches, in `order_by` order, or `None`."""
         found = self._find(where, equals, order_by, 1)
         return found[0] if found else None
 
@@ -339,10 +340,10 @@ _STAND_INS: dict[tuple[type[Any], type[Any]], type[Any]] = {}
 
 
 def stand_in(target: type[Any], memory_base: type[Any], real_base: type[Any]) -> type[Any]:
-    """An in-memory repository class that also has the methods ``target`` adds to ``real_base``.
+    """An in-memory repository class that also has the methods `target` adds to `real_base`.
 
-    ``class UserRepository(Repository[User])`` with a method ``named()`` gives a class whose
-    ``named()`` is the user's and whose ``list()`` (which ``named()`` calls) is in memory.
+    `class UserRepository(Repository[User])` with a method `named()` gives a class whose
+    `named()` is the user's and whose `list()` (which `named()` calls) is in memory.
     """
     cls = _STAND_INS.get((target, memory_base))
     if cls is not None:

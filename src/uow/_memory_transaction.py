@@ -1,4 +1,4 @@
-"""The transaction of an in-memory unit: what a session is to a real one, on an :class:`InMemoryStore`."""
+"""The transaction of an in-memory unit: what a session is to a real one, on an `InMemoryStore`."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ class Transaction:
         self.deleted[marker] = obj
 
     def insert_rows(self, table: Table, rows: list[Values]) -> None:
-        """Insert ``rows`` as one statement: all of them, or none when one violates a constraint."""
+        """Insert `rows` as one statement: all of them, or none when one violates a constraint."""
         self.check_usable()
         if self.read_only:
             raise read_only_refusal("a write statement sent through the session was")
@@ -170,7 +170,7 @@ class Transaction:
         """Write pending objects, changes and removals into this transaction, as a session's flush.
 
         A violation rolls the whole transaction back, as a database does when a flush fails, and
-        leaves the transaction unusable until :meth:`rollback`.
+        leaves the transaction unusable until `rollback()`.
         """
         self.check_usable()
         dirty = self.dirty()
@@ -314,7 +314,7 @@ class Transaction:
         self.keys[id(obj)] = key
 
     def load(self, key: Key, row: Row) -> Any:
-        """The object for ``row``: the one in the identity map, or a new one registered there."""
+        """The object for `row`: the one in the identity map, or a new one registered there."""
         entry = self.identity.get(key)
         if entry is not None:
             return entry.obj
@@ -376,7 +376,7 @@ class Transaction:
         """End the transaction as closing a session does: roll back, and let every object go as it is.
 
         The objects keep the values they have; a later unit of the same store that is given one of
-        them again (``add`` or ``remove``) takes it as persistent, with the committed values as the
+        them again (`add` or `remove`) takes it as persistent, with the committed values as the
         base for what changed.
         """
         for key, entry in self.identity.items():
@@ -416,7 +416,7 @@ class Transaction:
         self._pop(saved)
 
     def rollback_to(self, saved: Savepoint) -> None:
-        """Undo the work done since ``saved``: objects added since are let go, changed ones restored."""
+        """Undo the work done since `saved`: objects added since are let go, changed ones restored."""
         self._pop(saved)
         for key, entry in self.identity.items():
             if saved.identity.get(key) is not entry and id(entry.obj) not in saved.keys:

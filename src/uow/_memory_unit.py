@@ -84,7 +84,7 @@ class _MemoryUnitCore:
 
     @property
     def session(self) -> NoReturn:
-        """In-memory units have no session: reading it raises ``AttributeError``."""
+        """In-memory units have no session: reading it raises `AttributeError`."""
         raise AttributeError(
             f"{type(self).__name__} has no session: code that needs unit.session needs a database "
             "(see the uow_session_factory fixture of the uow pytest plugin)"
@@ -201,7 +201,7 @@ class _MemoryUnitCore:
 
 
 def _take_events(entities: list[Any]) -> list[object]:
-    """Remove the events recorded on ``entities`` and return them in recording order."""
+    """Remove the events recorded on `entities` and return them in recording order."""
     found: list[tuple[int, object]] = []
     for entity in entities:
         if isinstance(entity, HasEvents):
@@ -214,7 +214,7 @@ def _take_events(entities: list[Any]) -> list[object]:
 
 
 def _drop_events(entities: list[Any], after: int) -> None:
-    """Forget the events ``entities`` recorded with a number above ``after``."""
+    """Forget the events `entities` recorded with a number above `after`."""
     for entity in entities:
         if isinstance(entity, HasEvents):
             recorded = entity.__dict__.get(EVENTS_KEY)
@@ -223,29 +223,30 @@ def _drop_events(entities: list[Any], after: int) -> None:
 
 
 class InMemoryUnitOfWork(_MemoryUnitCore):
-    """A :class:`~uow.UnitOfWork` whose database is an :class:`InMemoryStore`: for fast unit tests.
+    """A [`UnitOfWork`][uow.UnitOfWork] whose database is an `InMemoryStore`: for fast unit tests.
 
-    ::
+    ```python
+    store = InMemoryStore()
+    with InMemoryUnitOfWork(store) as unit:
+        unit.repository(User).add(User(id="7", name="hanmeimei"))
+        unit.commit()
+    assert [user.name for user in store.all(User)] == ["hanmeimei"]
+    ```
 
-        store = InMemoryStore()
-        with InMemoryUnitOfWork(store) as unit:
-            unit.repository(User).add(User(id="7", name="hanmeimei"))
-            unit.commit()
-        assert [user.name for user in store.all(User)] == ["hanmeimei"]
-
-    It keeps the real unit's rules: nothing is committed unless :meth:`commit` is called; commit makes
-    the changes visible to every unit sharing the store; :meth:`rollback`, leaving the block without
+    It keeps the real unit's rules: nothing is committed unless `commit()` is called; commit makes
+    the changes visible to every unit sharing the store; `rollback()`, leaving the block without
     commit and any exception discard them, and leaving with uncommitted work issues the same
-    :class:`~uow.UncommittedWorkWarning`. Misuse raises the same :class:`~uow.StateError`; a
-    duplicate key raises :class:`~uow.DuplicateKeyError` and a missing NOT NULL value
-    :class:`~uow.IntegrityError` when they are flushed (at commit, or a read that flushes), after
+    [`UncommittedWorkWarning`][uow.UncommittedWorkWarning]. Misuse raises the same
+    [`StateError`][uow.StateError]; a
+    duplicate key raises [`DuplicateKeyError`][uow.DuplicateKeyError] and a missing NOT NULL value
+    [`IntegrityError`][uow.IntegrityError] when they are flushed (at commit, or a read that flushes), after
     which the unit must be rolled back, as a real session must. Objects are copied into the store at
     flush and out of it on reads, so no change reaches another unit before it is committed.
     Savepoints, after-commit and after-rollback hooks, domain events, read-only and durable units
     follow the real unit's rules too.
 
-    It has no ``session``. ``repository(UserRepository)`` for a subclass of :class:`~uow.Repository`
-    gives an in-memory repository that also has ``UserRepository``'s own methods.
+    It has no `session`. `repository(UserRepository)` for a subclass of [`Repository`][uow.Repository]
+    gives an in-memory repository that also has `UserRepository`'s own methods.
     """
 
     __slots__ = ()
@@ -258,17 +259,17 @@ class InMemoryUnitOfWork(_MemoryUnitCore):
         read_only: bool = False,
         durable: bool = False,
     ) -> None:
-        """Create a unit that commits to ``store``, or to a new store of its own.
+        """Create a unit that commits to `store`, or to a new store of its own.
 
         Args:
             store: The store to share with other units; a new one if not given.
             dispatch: Called with each domain event after a successful commit; see
-                :class:`~uow.UnitOfWork`.
-            read_only: Refuse :meth:`commit` and flushes while the unit holds changes.
+                [`UnitOfWork`][uow.UnitOfWork].
+            read_only: Refuse `commit()` and flushes while the unit holds changes.
             durable: Refuse to enter while another unit is active in the same thread or task.
 
         Raises:
-            InvalidArgumentError: ``store`` is not an :class:`InMemoryStore`, or an option is invalid.
+            InvalidArgumentError: `store` is not an `InMemoryStore`, or an option is invalid.
         """
         super().__init__(store, dispatch, read_only, durable, allow_async=False)
 
@@ -295,9 +296,9 @@ class InMemoryUnitOfWork(_MemoryUnitCore):
             raise hook_error(failures, committed=False)
 
     def commit(self) -> None:
-        """Flush and apply this unit's changes to the store at once; see :meth:`uow.UnitOfWork.commit`.
+        """Flush and apply this unit's changes to the store at once; see `uow.UnitOfWork.commit()`.
 
-        Then the domain events are dispatched and the :meth:`on_commit` hooks run.
+        Then the domain events are dispatched and the `on_commit()` hooks run.
 
         Raises:
             StateError: The unit is not active, or inside a savepoint block, or a statement failed
@@ -350,10 +351,10 @@ class InMemoryUnitOfWork(_MemoryUnitCore):
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception inside rolls back to the savepoint only.
 
-        As :meth:`uow.UnitOfWork.savepoint`: entering flushes; an exception rolls back the work done
+        As `uow.UnitOfWork.savepoint()`: entering flushes; an exception rolls back the work done
         inside (objects added inside are let go, changed ones restored), drops its hooks and events
-        and runs its :meth:`on_rollback` hooks; a caught statement failure inside rolls it back and
-        raises :class:`~uow.StateError` on leaving; a normal exit keeps its work in the unit.
+        and runs its `on_rollback()` hooks; a caught statement failure inside rolls it back and
+        raises [`StateError`][uow.StateError] on leaving; a normal exit keeps its work in the unit.
 
         Raises:
             StateError: The unit is not active.
@@ -390,21 +391,21 @@ class InMemoryUnitOfWork(_MemoryUnitCore):
         attach_hook_failures(exc, failures)
 
     def on_commit(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` once the current transaction has committed; see :meth:`uow.UnitOfWork.on_commit`.
+        """Run `fn()` once the current transaction has committed; see `uow.UnitOfWork.on_commit()`.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
+            InvalidArgumentError: `fn` is not callable, or is a coroutine function.
         """
         self._register("on_commit()", fn, allow_async=False).on_commit.append((fn, robust))
 
     def on_rollback(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` when the current transaction or savepoint rolls back; see
-        :meth:`uow.UnitOfWork.on_rollback`.
+        """Run `fn()` when the current transaction or savepoint rolls back; see
+        `uow.UnitOfWork.on_rollback()`.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
+            InvalidArgumentError: `fn` is not callable, or is a coroutine function.
         """
         self._register("on_rollback()", fn, allow_async=False).on_rollback.append((fn, robust))
 
@@ -413,24 +414,24 @@ class InMemoryUnitOfWork(_MemoryUnitCore):
     @overload
     def repository(self, target: type[T]) -> InMemoryRepository[T]: ...
     def repository(self, target: type[Any]) -> Any:
-        """The in-memory repository for ``target`` in this block, created on first use.
+        """The in-memory repository for `target` in this block, created on first use.
 
-        ``target`` is a mapped class, a subclass of :class:`InMemoryRepository`, or a subclass of
-        :class:`~uow.Repository` (whose own methods then run on the in-memory repository; it may not
-        override the repository's methods). Within one block the same ``target`` gives the same
+        `target` is a mapped class, a subclass of `InMemoryRepository`, or a subclass of
+        [`Repository`][uow.Repository] (whose own methods then run on the in-memory repository; it may not
+        override the repository's methods). Within one block the same `target` gives the same
         instance.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``target`` is none of these.
+            InvalidArgumentError: `target` is none of these.
         """
         return self._repository(target, InMemoryRepository, Repository)
 
 
 class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
-    """The async twin of :class:`InMemoryUnitOfWork`, standing in for :class:`~uow.AsyncUnitOfWork`.
+    """The async twin of `InMemoryUnitOfWork`, standing in for [`AsyncUnitOfWork`][uow.AsyncUnitOfWork].
 
-    Hooks and the dispatcher may be coroutine functions, as on :class:`~uow.AsyncUnitOfWork`.
+    Hooks and the dispatcher may be coroutine functions, as on [`AsyncUnitOfWork`][uow.AsyncUnitOfWork].
     """
 
     __slots__ = ()
@@ -443,10 +444,10 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
         read_only: bool = False,
         durable: bool = False,
     ) -> None:
-        """Create a unit that commits to ``store``, or to a new store of its own.
+        """Create a unit that commits to `store`, or to a new store of its own.
 
         Raises:
-            InvalidArgumentError: ``store`` is not an :class:`InMemoryStore`, or an option is invalid.
+            InvalidArgumentError: `store` is not an `InMemoryStore`, or an option is invalid.
         """
         super().__init__(store, dispatch, read_only, durable, allow_async=True)
 
@@ -473,7 +474,7 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
             raise hook_error(failures, committed=False)
 
     async def commit(self) -> None:
-        """Flush and apply this unit's changes to the store at once; see :meth:`InMemoryUnitOfWork.commit`."""
+        """Flush and apply this unit's changes to the store at once; see `InMemoryUnitOfWork.commit()`."""
         transaction = self._active("commit()")
         events = self._check_commit(transaction)
         try:
@@ -498,7 +499,7 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
                 raise hook_error(failures, committed=True)
 
     async def rollback(self) -> None:
-        """Discard uncommitted changes; see :meth:`InMemoryUnitOfWork.rollback`."""
+        """Discard uncommitted changes; see `InMemoryUnitOfWork.rollback()`."""
         transaction = self._active("rollback()")
         self._check_rollback(transaction)
         transaction.rollback()
@@ -512,7 +513,7 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
-        """A nested transaction (``async with unit.savepoint():``); see InMemoryUnitOfWork.savepoint."""
+        """A nested transaction (`async with unit.savepoint():`); see InMemoryUnitOfWork.savepoint."""
         transaction = self._active("savepoint()")
         frames = self._frames_of_block()
         saved = transaction.savepoint()
@@ -545,11 +546,11 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
         attach_hook_failures(exc, failures)
 
     def on_commit(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` (awaited if it is a coroutine function) after the commit."""
+        """Run `fn()` (awaited if it is a coroutine function) after the commit."""
         self._register("on_commit()", fn, allow_async=True).on_commit.append((fn, robust))
 
     def on_rollback(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` (awaited if it is a coroutine function) when the work rolls back."""
+        """Run `fn()` (awaited if it is a coroutine function) when the work rolls back."""
         self._register("on_rollback()", fn, allow_async=True).on_rollback.append((fn, robust))
 
     @overload
@@ -557,5 +558,5 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
     @overload
     def repository(self, target: type[T]) -> AsyncInMemoryRepository[T]: ...
     def repository(self, target: type[Any]) -> Any:
-        """The async in-memory repository for ``target``; see :meth:`InMemoryUnitOfWork.repository`."""
+        """The async in-memory repository for `target`; see `InMemoryUnitOfWork.repository()`."""
         return self._repository(target, AsyncInMemoryRepository, AsyncRepository)

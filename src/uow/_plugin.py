@@ -1,8 +1,8 @@
-"""The ``uow`` pytest plugin: database fixtures whose work is rolled back after every test.
+"""The `uow` pytest plugin: database fixtures whose work is rolled back after every test.
 
-Registered under the ``pytest11`` entry point, so pytest loads it wherever uow is installed; it does
-nothing until a test asks for one of its fixtures (``-p no:uow`` turns it off). See
-:mod:`uow.testing` and the "Testing your application" guide.
+Registered under the `pytest11` entry point, so pytest loads it wherever uow is installed; it does
+nothing until a test asks for one of its fixtures (`-p no:uow` turns it off). See
+`uow.testing` and the "Testing your application" guide.
 """
 
 from __future__ import annotations
@@ -65,10 +65,10 @@ def _async_url(url: str) -> str:
 
 @pytest.fixture(scope="session")
 def uow_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
-    """The engine of the uow fixtures, made from ``--uow-url`` or the ``uow_url`` ini option.
+    """The engine of the uow fixtures, made from `--uow-url` or the `uow_url` ini option.
 
     Override this fixture to use an engine of your own, for example one whose tables you create
-    first. A SQLite engine is set up with :func:`~uow.configure_sqlite`.
+    first. A SQLite engine is set up with [`configure_sqlite()`][uow.configure_sqlite].
     """
     url = _url(pytestconfig, "uow_url")
     if not url:
@@ -88,9 +88,9 @@ def uow_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
 def uow_session_factory(uow_engine: Engine) -> Iterator[sessionmaker[Session]]:
     """A session factory whose units commit into savepoints of a transaction rolled back after the test.
 
-    Give it to :class:`~uow.UnitOfWork` as you would a ``sessionmaker``: commits, rollbacks and reads
+    Give it to [`UnitOfWork`][uow.UnitOfWork] as you would a `sessionmaker`: commits, rollbacks and reads
     behave as on the database, later units of the same test see what earlier ones committed, and
-    nothing is left behind. Made with :func:`~uow.testing.rolled_back_sessions`.
+    nothing is left behind. Made with [`rolled_back_sessions()`][uow.testing.rolled_back_sessions].
     """
     with rolled_back_sessions(uow_engine) as factory:
         yield factory
@@ -98,10 +98,10 @@ def uow_session_factory(uow_engine: Engine) -> Iterator[sessionmaker[Session]]:
 
 @pytest.fixture(scope="session")
 def uow_async_engine(pytestconfig: pytest.Config) -> Iterator[AsyncEngine]:
-    """The async engine of the uow fixtures, from ``--uow-async-url``, ``uow_async_url``, or the URL
-    of ``uow_engine`` with its async driver (asyncpg, aiomysql, aiosqlite).
+    """The async engine of the uow fixtures, from `--uow-async-url`, `uow_async_url`, or the URL
+    of `uow_engine` with its async driver (asyncpg, aiomysql, aiosqlite).
 
-    It keeps no pooled connections (``NullPool``), because a connection must not outlive the event
+    It keeps no pooled connections (`NullPool`), because a connection must not outlive the event
     loop of the test that opened it; an in-memory SQLite database keeps its default pool.
     """
     from sqlalchemy.ext.asyncio import create_async_engine
@@ -131,10 +131,10 @@ def uow_async_engine(pytestconfig: pytest.Config) -> Iterator[AsyncEngine]:
 async def uow_async_session_factory(
     uow_async_engine: AsyncEngine,
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The async twin of ``uow_session_factory``, for :class:`~uow.AsyncUnitOfWork`.
+    """The async twin of `uow_session_factory`, for [`AsyncUnitOfWork`][uow.AsyncUnitOfWork].
 
     An async fixture: it needs a plugin that runs them, such as anyio's (mark the test with
-    ``@pytest.mark.anyio``) or pytest-asyncio in auto mode.
+    `@pytest.mark.anyio`) or pytest-asyncio in auto mode.
     """
     async with rolled_back_async_sessions(uow_async_engine) as factory:
         yield factory

@@ -1,16 +1,19 @@
 """The interfaces that application code can depend on: satisfied by the real units and by the fakes.
 
 Annotate with these instead of the concrete classes, and the same code runs on a
-:class:`~uow.UnitOfWork` in production and on a :class:`~uow.testing.InMemoryUnitOfWork` in unit
-tests; ``mypy --strict`` checks that both conform::
+[`UnitOfWork`][uow.UnitOfWork] in production and on a [`InMemoryUnitOfWork`][uow.testing.InMemoryUnitOfWork]
+in unit
+tests; `mypy --strict` checks that both conform:
 
-    def register(unit: UnitOfWorkProtocol, user_id: str, name: str) -> None:
-        with unit:
-            unit.repository(User).add(User(id=user_id, name=name))
-            unit.commit()
+```python
+def register(unit: UnitOfWorkProtocol, user_id: str, name: str) -> None:
+    with unit:
+        unit.repository(User).add(User(id=user_id, name=name))
+        unit.commit()
+```
 
-The interfaces cover the block, ``commit()``, ``rollback()``, ``savepoint()``, the ``on_commit`` and
-``on_rollback`` hooks and ``repository()``. The unit's ``session`` is deliberately not part of them:
+The interfaces cover the block, `commit()`, `rollback()`, `savepoint()`, the `on_commit` and
+`on_rollback` hooks and `repository()`. The unit's `session` is deliberately not part of them:
 code that needs the session needs a real database.
 """
 
@@ -39,10 +42,11 @@ AR = TypeVar("AR", bound=AsyncRepository[Any])
 
 
 class RepositoryProtocol(Protocol[T]):
-    """The reads and writes of one mapped class: what :class:`~uow.Repository` offers.
+    """The reads and writes of one mapped class: what [`Repository`][uow.Repository] offers.
 
-    Satisfied by :class:`~uow.Repository` and :class:`~uow.testing.InMemoryRepository`. The methods
-    keep the meaning documented on :class:`~uow.Repository`.
+    Satisfied by [`Repository`][uow.Repository] and [`InMemoryRepository`][uow.testing.InMemoryRepository].
+    The methods
+    keep the meaning documented on [`Repository`][uow.Repository].
     """
 
     @property
@@ -78,9 +82,11 @@ class RepositoryProtocol(Protocol[T]):
 
 
 class AsyncRepositoryProtocol(Protocol[T]):
-    """The async twin of :class:`RepositoryProtocol`: what :class:`~uow.AsyncRepository` offers.
+    """The async twin of [`RepositoryProtocol`][uow.RepositoryProtocol]: what
+    [`AsyncRepository`][uow.AsyncRepository] offers.
 
-    Satisfied by :class:`~uow.AsyncRepository` and :class:`~uow.testing.AsyncInMemoryRepository`.
+    Satisfied by [`AsyncRepository`][uow.AsyncRepository] and
+    [`AsyncInMemoryRepository`][uow.testing.AsyncInMemoryRepository].
     """
 
     @property
@@ -118,11 +124,11 @@ class AsyncRepositoryProtocol(Protocol[T]):
 
 
 class UnitOfWorkProtocol(Protocol):
-    """A block of work that commits only when told to: what :class:`~uow.UnitOfWork` offers.
+    """A block of work that commits only when told to: what [`UnitOfWork`][uow.UnitOfWork] offers.
 
-    Satisfied by :class:`~uow.UnitOfWork` and :class:`~uow.testing.InMemoryUnitOfWork`.
-    ``repository(UserRepository)`` for a repository class of your own (a subclass of
-    :class:`~uow.Repository`) is typed as that class; the in-memory unit runs its extra methods on the
+    Satisfied by [`UnitOfWork`][uow.UnitOfWork] and [`InMemoryUnitOfWork`][uow.testing.InMemoryUnitOfWork].
+    `repository(UserRepository)` for a repository class of your own (a subclass of
+    [`Repository`][uow.Repository]) is typed as that class; the in-memory unit runs its extra methods on the
     in-memory store.
     """
 
@@ -150,9 +156,11 @@ class UnitOfWorkProtocol(Protocol):
 
 
 class AsyncUnitOfWorkProtocol(Protocol):
-    """The async twin of :class:`UnitOfWorkProtocol`: what :class:`~uow.AsyncUnitOfWork` offers.
+    """The async twin of [`UnitOfWorkProtocol`][uow.UnitOfWorkProtocol]: what
+    [`AsyncUnitOfWork`][uow.AsyncUnitOfWork] offers.
 
-    Satisfied by :class:`~uow.AsyncUnitOfWork` and :class:`~uow.testing.AsyncInMemoryUnitOfWork`.
+    Satisfied by [`AsyncUnitOfWork`][uow.AsyncUnitOfWork] and
+    [`AsyncInMemoryUnitOfWork`][uow.testing.AsyncInMemoryUnitOfWork].
     """
 
     @property

@@ -29,8 +29,8 @@ T = TypeVar("T")
 
 OrderItem: TypeAlias = "str | ColumnElement[Any] | QueryableAttribute[Any]"
 OrderBy: TypeAlias = "OrderItem | Sequence[OrderItem] | None"
-"""What ``order_by`` accepts: a field name (``"name"``, ``"-name"`` for descending), a column
-expression (``User.name``, ``User.name.desc()``), or a sequence of these."""
+"""What `order_by` accepts: a field name (`"name"`, `"-name"` for descending), a column
+expression (`User.name`, `User.name.desc()`), or a sequence of these."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ def _model_of(cls: Any) -> _Model:
 
 
 def raise_translated(error: sa_exc.DBAPIError) -> NoReturn:
-    """Raise the uow error that stands for ``error`` (chained to it), or ``error`` itself."""
+    """Raise the uow error that stands for `error` (chained to it), or `error` itself."""
     translated = translate(error)
     if translated is None:
         raise error
@@ -173,7 +173,7 @@ class _RepositoryCore(Generic[T]):
             )
 
     def _pending_removal(self, obj: object) -> bool:
-        """Check ``obj`` can be removed; whether it is pending (added, never flushed)."""
+        """Check `obj` can be removed; whether it is pending (added, never flushed)."""
         self._check_instance(obj, "remove")
         state = inspect(obj)
         if state.transient:
@@ -183,7 +183,7 @@ class _RepositoryCore(Generic[T]):
         return bool(state.pending)
 
     def _rows(self, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Check every field name of ``rows``; the rows as the INSERT statement takes them."""
+        """Check every field name of `rows`; the rows as the INSERT statement takes them."""
         info = self._info
         columns = info.columns
         renames = info.insert_renames
@@ -310,35 +310,37 @@ class _RepositoryCore(Generic[T]):
 
 
 class Repository(_RepositoryCore[T]):
-    """Reads and writes the objects of one mapped class through a :class:`~sqlalchemy.orm.Session`.
+    """Reads and writes the objects of one mapped class through a `Session`.
 
-    Build one with ``unit.repository(User)``, or subclass it to add queries of your own::
+    Build one with `unit.repository(User)`, or subclass it to add queries of your own:
 
-        class UserRepository(Repository[User]):
-            def named(self, name: str) -> list[User]:
-                return self.list(name=name, order_by="id")
+    ```python
+    class UserRepository(Repository[User]):
+        def named(self, name: str) -> list[User]:
+            return self.list(name=name, order_by="id")
+    ```
 
     A repository never commits: committing is the unit of work's job. Its methods flush only when the
     session autoflushes, exactly as the same plain-SQLAlchemy calls would.
 
-    Filters are the same for :meth:`list`, :meth:`first`, :meth:`one`, :meth:`count` and
-    :meth:`exists`: SQLAlchemy expressions as positional arguments (``User.name.like("b%")``) and
-    column equality as keyword arguments (``name="Bob"``; ``None`` means ``IS NULL``). Keyword names and
+    Filters are the same for `list()`, `first()`, `one()`, `count()` and
+    `exists()`: SQLAlchemy expressions as positional arguments (`User.name.like("b%")`) and
+    column equality as keyword arguments (`name="Bob"`; `None` means `IS NULL`). Keyword names and
     string sort keys must be mapped columns of the model; anything else raises
-    :class:`~uow.InvalidFieldError` before any SQL is built. An integrity violation raised while
-    one of these methods autoflushes is translated as :meth:`UnitOfWork.commit` translates it; the
-    session's transaction is then broken and needs ``unit.rollback()`` before the next statement.
+    [`InvalidFieldError`][uow.InvalidFieldError] before any SQL is built. An integrity violation raised while
+    one of these methods autoflushes is translated as `UnitOfWork.commit()` translates it; the
+    session's transaction is then broken and needs `unit.rollback()` before the next statement.
     """
 
     session: Session
     """The session this repository works in."""
 
     def __init__(self, session: Session, model: type[T] | None = None) -> None:
-        """Bind the repository to ``session``.
+        """Bind the repository to `session`.
 
         Args:
             session: The session to work in; usually the unit of work's.
-            model: The mapped class; required unless the subclass names it as ``Repository[Model]``.
+            model: The mapped class; required unless the subclass names it as `Repository[Model]`.
 
         Raises:
             InvalidArgumentError: The model is missing or is not a mapped class.
@@ -349,17 +351,17 @@ class Repository(_RepositoryCore[T]):
     # -- writes ---------------------------------------------------------------------------------
 
     def add(self, obj: T) -> T:
-        """Add ``obj`` to the session, to be inserted at the next flush; returns ``obj``.
+        """Add `obj` to the session, to be inserted at the next flush; returns `obj`.
 
         Raises:
-            InvalidArgumentError: ``obj`` is not an instance of the model.
+            InvalidArgumentError: `obj` is not an instance of the model.
         """
         self._check_instance(obj, "add")
         self.session.add(obj)
         return obj
 
     def add_all(self, objs: Iterable[T]) -> list[T]:
-        """Add every object of ``objs`` to the session; returns them as a list.
+        """Add every object of `objs` to the session; returns them as a list.
 
         Raises:
             InvalidArgumentError: One of them is not an instance of the model; none is added then.
@@ -371,13 +373,13 @@ class Repository(_RepositoryCore[T]):
         return added
 
     def remove(self, obj: T) -> None:
-        """Mark ``obj`` for deletion at the next flush.
+        """Mark `obj` for deletion at the next flush.
 
         An object that was added but never flushed is simply taken out of the session, so it is never
         inserted.
 
         Raises:
-            InvalidArgumentError: ``obj`` is not an instance of the model, or was never persisted.
+            InvalidArgumentError: `obj` is not an instance of the model, or was never persisted.
         """
         if self._pending_removal(obj):
             self.session.expunge(obj)
@@ -385,11 +387,11 @@ class Repository(_RepositoryCore[T]):
             self.session.delete(obj)
 
     def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` (mappings of field names to values) in as few statements as possible.
+        """Insert `rows` (mappings of field names to values) in as few statements as possible.
 
         The fast path for loading data: no objects are created and none enter the session, so no ORM
         events or Python-side attribute defaults apply (column defaults do). Models without
-        inheritance are inserted with one Core ``INSERT`` executed for all rows (batched into
+        inheritance are inserted with one Core `INSERT` executed for all rows (batched into
         multi-row statements where the dialect supports it); others through SQLAlchemy's ORM bulk
         INSERT. Returns the number of rows given. Like every write, it is committed by the unit.
 
@@ -416,7 +418,7 @@ class Repository(_RepositoryCore[T]):
         batch_size: int = 1000,
         **equals: Any,
     ) -> Iterator[T]:
-        """Iterate over the objects that match, fetching ``batch_size`` rows at a time.
+        """Iterate over the objects that match, fetching `batch_size` rows at a time.
 
         Memory stays bounded by the batch however many rows match, as long as the caller does not
         keep the objects (the session holds them only weakly). Arguments are checked at once; the
@@ -434,10 +436,10 @@ class Repository(_RepositoryCore[T]):
             raise_translated(exc)
 
     def get(self, ident: Any) -> T | None:
-        """The object with primary key ``ident``, or ``None``.
+        """The object with primary key `ident`, or `None`.
 
         Looks in the session's identity map first and only queries the database on a miss, as
-        :meth:`Session.get <sqlalchemy.orm.Session.get>` does. A composite key is a tuple, or a dict
+        `Session.get <sqlalchemy.orm.Session.get>()` does. A composite key is a tuple, or a dict
         of column names.
         """
         try:
@@ -446,7 +448,7 @@ class Repository(_RepositoryCore[T]):
             raise_translated(exc)
 
     def get_one(self, ident: Any) -> T:
-        """The object with primary key ``ident``.
+        """The object with primary key `ident`.
 
         Raises:
             NotFoundError: There is none; the message names the model and the identity.
@@ -464,9 +466,9 @@ class Repository(_RepositoryCore[T]):
         offset: int | None = None,
         **equals: Any,
     ) -> list[T]:
-        """The objects that match every filter, in ``order_by`` order, paged by ``limit``/``offset``.
+        """The objects that match every filter, in `order_by` order, paged by `limit`/`offset`.
 
-        Without ``order_by`` the order is whatever the database returns.
+        Without `order_by` the order is whatever the database returns.
         """
         statement = self._select(where, equals, order_by, limit, offset)
         try:
@@ -476,7 +478,7 @@ class Repository(_RepositoryCore[T]):
         return found
 
     def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
-        """The first object that matches, in ``order_by`` order, or ``None`` when none does."""
+        """The first object that matches, in `order_by` order, or `None` when none does."""
         statement = self._select(where, equals, order_by, 1)
         try:
             first: T | None = self.session.scalars(statement).first()
@@ -539,17 +541,18 @@ class CallGuard:
 
 
 class AsyncRepository(_RepositoryCore[T]):
-    """The async twin of :class:`Repository`: the same methods and rules, awaited, on an ``AsyncSession``.
+    """The async twin of [`Repository`][uow.Repository]: the same methods and rules, awaited, on an
+    `AsyncSession`.
 
-    Build one with ``unit.repository(User)`` on an :class:`~uow.AsyncUnitOfWork`, or subclass it as
-    ``class UserRepository(AsyncRepository[User])``. Every method is a coroutine, including
-    :meth:`add` and :meth:`add_all`, which do no I/O themselves.
+    Build one with `unit.repository(User)` on an [`AsyncUnitOfWork`][uow.AsyncUnitOfWork], or subclass it as
+    `class UserRepository(AsyncRepository[User])`. Every method is a coroutine, including
+    `add()` and `add_all()`, which do no I/O themselves.
 
-    Calls are refused with :class:`~uow.StateError` while another call of the same unit is still
-    running, as happens with ``asyncio.gather`` over one unit: an ``AsyncSession`` must not be used by
+    Calls are refused with [`StateError`][uow.StateError] while another call of the same unit is still
+    running, as happens with `asyncio.gather` over one unit: an `AsyncSession` must not be used by
     two tasks at once. Reads load the model's columns; relationships stay lazy, and loading them
-    later would need implicit I/O that async code cannot do: load them eagerly (``selectinload``)
-    with a query through ``unit.session``, or with ``await unit.session.refresh(obj, ["rel"])``.
+    later would need implicit I/O that async code cannot do: load them eagerly (`selectinload`)
+    with a query through `unit.session`, or with `await unit.session.refresh(obj, ["rel"])`.
     """
 
     session: AsyncSession
@@ -558,12 +561,12 @@ class AsyncRepository(_RepositoryCore[T]):
     def __init__(
         self, session: AsyncSession, model: type[T] | None = None, *, _guard: CallGuard | None = None
     ) -> None:
-        """Bind the repository to ``session``.
+        """Bind the repository to `session`.
 
         Args:
             session: The async session to work in; usually the unit of work's.
             model: The mapped class; required unless the subclass names it as
-                ``AsyncRepository[Model]``.
+                `AsyncRepository[Model]`.
 
         Raises:
             InvalidArgumentError: The model is missing or is not a mapped class.
@@ -585,17 +588,17 @@ class AsyncRepository(_RepositoryCore[T]):
     # -- writes ---------------------------------------------------------------------------------
 
     async def add(self, obj: T) -> T:
-        """Add ``obj`` to the session, to be inserted at the next flush; returns ``obj``.
+        """Add `obj` to the session, to be inserted at the next flush; returns `obj`.
 
         Raises:
-            InvalidArgumentError: ``obj`` is not an instance of the model.
+            InvalidArgumentError: `obj` is not an instance of the model.
         """
         self._check_instance(obj, "add")
         self.session.add(obj)
         return obj
 
     async def add_all(self, objs: Iterable[T]) -> list[T]:
-        """Add every object of ``objs`` to the session; returns them as a list.
+        """Add every object of `objs` to the session; returns them as a list.
 
         Raises:
             InvalidArgumentError: One of them is not an instance of the model; none is added then.
@@ -607,10 +610,10 @@ class AsyncRepository(_RepositoryCore[T]):
         return added
 
     async def remove(self, obj: T) -> None:
-        """Mark ``obj`` for deletion at the next flush; a never-flushed object is just taken out.
+        """Mark `obj` for deletion at the next flush; a never-flushed object is just taken out.
 
         Raises:
-            InvalidArgumentError: ``obj`` is not an instance of the model, or was never persisted.
+            InvalidArgumentError: `obj` is not an instance of the model, or was never persisted.
         """
         if self._pending_removal(obj):
             self.session.expunge(obj)
@@ -618,7 +621,7 @@ class AsyncRepository(_RepositoryCore[T]):
             await self._run("remove()", self.session.delete, obj)
 
     async def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Insert ``rows`` in as few statements as the driver allows; see :meth:`Repository.insert_many`."""
+        """Insert `rows` in as few statements as the driver allows; see `Repository.insert_many()`."""
         checked = self._rows(rows)
         if not checked:
             return 0
@@ -634,9 +637,9 @@ class AsyncRepository(_RepositoryCore[T]):
         batch_size: int = 1000,
         **equals: Any,
     ) -> AsyncIterator[T]:
-        """An async iterator over the objects that match, fetched ``batch_size`` rows at a time.
+        """An async iterator over the objects that match, fetched `batch_size` rows at a time.
 
-        ``async for user in await users.stream(active=True): ...``; see :meth:`Repository.stream`.
+        `async for user in await users.stream(active=True): ...`; see `Repository.stream()`.
         Finish or close the iterator before the next call on the same unit.
         """
         self._check_batch(batch_size)
@@ -662,12 +665,12 @@ class AsyncRepository(_RepositoryCore[T]):
             await result.close()
 
     async def get(self, ident: Any) -> T | None:
-        """The object with primary key ``ident``, or ``None``; the identity map is looked at first."""
+        """The object with primary key `ident`, or `None`; the identity map is looked at first."""
         found: T | None = await self._run("get()", self.session.get, self.model, ident)
         return found
 
     async def get_one(self, ident: Any) -> T:
-        """The object with primary key ``ident``.
+        """The object with primary key `ident`.
 
         Raises:
             NotFoundError: There is none; the message names the model and the identity.
@@ -685,13 +688,13 @@ class AsyncRepository(_RepositoryCore[T]):
         offset: int | None = None,
         **equals: Any,
     ) -> list[T]:
-        """The objects that match every filter, in ``order_by`` order, paged by ``limit``/``offset``."""
+        """The objects that match every filter, in `order_by` order, paged by `limit`/`offset`."""
         statement = self._select(where, equals, order_by, limit, offset)
         result = await self._run("list()", self.session.scalars, statement)
         return list(result.all())
 
     async def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
-        """The first object that matches, in ``order_by`` order, or ``None`` when none does."""
+        """The first object that matches, in `order_by` order, or `None` when none does."""
         statement = self._select(where, equals, order_by, 1)
         result = await self._run("first()", self.session.scalars, statement)
         first: T | None = result.first()

@@ -31,14 +31,15 @@ U = TypeVar("U")
 class Retry:
     """How often, and after which pauses, a unit of work runs again after a transient failure.
 
-    The pause after failed attempt ``n`` is drawn uniformly from ``[0, ceiling]`` ("full jitter"),
-    where ``ceiling = min(max_delay, initial_delay * multiplier ** (n - 1))``; without ``jitter`` it
-    is the ceiling itself. ``sleep`` and ``async_sleep`` do the waiting and can be replaced, so
-    that tests never wait; ``rng`` draws the jitter.
+    The pause after failed attempt `n` is drawn uniformly from `[0, ceiling]` ("full jitter"),
+    where `ceiling = min(max_delay, initial_delay * multiplier ** (n - 1))`; without `jitter` it
+    is the ceiling itself. `sleep` and `async_sleep` do the waiting and can be replaced, so
+    that tests never wait; `rng` draws the jitter.
 
-    Which errors are transient is decided by :func:`~uow.is_transient`; ``transient`` adds a
+    Which errors are transient is decided by [`is_transient()`][uow.is_transient]; `transient` adds a
     predicate of your own (for example for a driver uow does not know). Commits whose outcome is
-    unknown (:class:`~uow.CommitOutcomeUnknownError`) are never retried, and neither is an attempt
+    unknown ([`CommitOutcomeUnknownError`][uow.CommitOutcomeUnknownError]) are never retried, and neither is
+    an attempt
     that has already committed once.
 
     Attributes:
@@ -47,10 +48,10 @@ class Retry:
         max_delay: The largest ceiling, in seconds.
         multiplier: How much the ceiling grows after each failed attempt.
         jitter: Whether to draw the pause at random below the ceiling.
-        sleep: Waits between attempts of a :class:`~uow.UnitOfWork`.
-        async_sleep: Waits between attempts of an :class:`~uow.AsyncUnitOfWork`.
+        sleep: Waits between attempts of a [`UnitOfWork`][uow.UnitOfWork].
+        async_sleep: Waits between attempts of an [`AsyncUnitOfWork`][uow.AsyncUnitOfWork].
         transient: A predicate that makes more errors worth another attempt.
-        rng: Draws the jitter, a float in ``[0, 1)``.
+        rng: Draws the jitter, a float in `[0, 1)`.
     """
 
     attempts: int = 5
@@ -72,12 +73,12 @@ class Retry:
                 raise InvalidArgumentError(f"Retry.{name} must be a non-negative number, got {value!r}")
 
     def delay(self, failed_attempt: int) -> float:
-        """The pause, in seconds, after attempt number ``failed_attempt`` failed."""
+        """The pause, in seconds, after attempt number `failed_attempt` failed."""
         ceiling = min(self.max_delay, self.initial_delay * self.multiplier ** (failed_attempt - 1))
         return self.rng() * ceiling if self.jitter else ceiling
 
     def retries(self, error: BaseException) -> bool:
-        """Whether ``error`` is worth another attempt under this policy."""
+        """Whether `error` is worth another attempt under this policy."""
         if isinstance(error, CommitOutcomeUnknownError):
             return False
         return is_transient(error) or (self.transient is not None and self.transient(error))
@@ -94,7 +95,7 @@ class _AttemptCore(Generic[U]):
         self.number = number
         """This attempt's number: 1 for the first."""
         self.failure: BaseException | None = None
-        """The transient error that ended this attempt, to be retried; ``None`` otherwise."""
+        """The transient error that ended this attempt, to be retried; `None` otherwise."""
 
     def _note_commits(self, unit: Any) -> None:
         # Once a commit succeeded, running the work again could apply it twice; a COMMIT sent but not
@@ -103,7 +104,7 @@ class _AttemptCore(Generic[U]):
         self._in_flight = unit._commits_sent > unit._commits_done
 
     def _judge(self, exc: BaseException | None) -> bool:
-        """Whether to swallow ``exc`` (the block's exception) so that the next attempt can run."""
+        """Whether to swallow `exc` (the block's exception) so that the next attempt can run."""
         if exc is None or self._committed or not self._retry.retries(exc):
             return False
         if self._in_flight and getattr(exc, "connection_invalidated", False):
@@ -113,7 +114,7 @@ class _AttemptCore(Generic[U]):
 
 
 class Attempt(_AttemptCore["UnitOfWork"]):
-    """One attempt of a unit run with retries; ``with attempt as unit:`` runs it.
+    """One attempt of a unit run with retries; `with attempt as unit:` runs it.
 
     A transient error that ends the block is swallowed and the loop goes on to the next attempt;
     anything else propagates at once.
@@ -141,7 +142,7 @@ class Attempt(_AttemptCore["UnitOfWork"]):
 
 
 class AsyncAttempt(_AttemptCore["AsyncUnitOfWork"]):
-    """One attempt of an async unit run with retries; ``async with attempt as unit:`` runs it."""
+    """One attempt of an async unit run with retries; `async with attempt as unit:` runs it."""
 
     __slots__ = ()
 
@@ -175,7 +176,7 @@ class _Loop:
         self.current: _AttemptCore[Any] | None = None
 
     def pause(self) -> float | None:
-        """The pause before the next attempt; ``None`` when the loop is over. Raises when out of tries."""
+        """The pause before the next attempt; `None` when the loop is over. Raises when out of tries."""
         current = self.current
         if current is None:
             return 0.0
@@ -190,7 +191,7 @@ class _Loop:
 
 
 class Attempts:
-    """The attempts of a unit run with retries: ``for attempt in unit.attempts(retry): ...``."""
+    """The attempts of a unit run with retries: `for attempt in unit.attempts(retry): ...`."""
 
     __slots__ = ("_loop", "_unit")
 
@@ -215,7 +216,7 @@ class Attempts:
 
 
 class AsyncAttempts:
-    """The attempts of an async unit: ``async for attempt in unit.attempts(retry): ...``."""
+    """The attempts of an async unit: `async for attempt in unit.attempts(retry): ...`."""
 
     __slots__ = ("_loop", "_unit")
 
@@ -240,7 +241,7 @@ class AsyncAttempts:
 
 
 def exhausted(failure: BaseException, attempts: int) -> BaseException:
-    """The error to raise when the last of ``attempts`` attempts failed with ``failure``."""
+    """The error to raise when the last of `attempts` attempts failed with `failure`."""
     if isinstance(failure, TransientError):
         failure.attempts = attempts
         return failure

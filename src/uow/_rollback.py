@@ -2,7 +2,7 @@
 
 This is SQLAlchemy's recipe for "joining a session into an external transaction": the sessions are
 bound to one connection that is already inside a transaction, with
-``join_transaction_mode="create_savepoint"``, so that ``session.commit()`` releases a savepoint
+`join_transaction_mode="create_savepoint"`, so that `session.commit()` releases a savepoint
 instead of committing, and rolling the outer transaction back undoes everything.
 """
 
@@ -24,21 +24,22 @@ if TYPE_CHECKING:
 __all__ = ["SAVEPOINT_DEPTH", "rolled_back_async_sessions", "rolled_back_sessions"]
 
 SAVEPOINT_DEPTH = "uow.savepoint_depth"
-"""Key in ``connection.info``: how many savepoints are open inside the outer transaction.
+"""Key in `connection.info`: how many savepoints are open inside the outer transaction.
 
-It drops as soon as a savepoint is being released, before the ``RELEASE SAVEPOINT`` is sent; that
+It drops as soon as a savepoint is being released, before the `RELEASE SAVEPOINT` is sent; that
 statement releases the savepoint of a unit's transaction (what its commit does) when it is 0.
-:func:`~uow.testing.fail_commit` reads it.
+[`fail_commit()`][uow.testing.fail_commit] reads it.
 """
 _DEPTH = SAVEPOINT_DEPTH
 _ISOLATION = "uow.isolation_level"
 
 
 def _prepare(connection: Connection) -> None:
-    """Make ``connection`` ready for savepoints inside its outer transaction, and count them.
+    """Make `connection` ready for savepoints inside its outer transaction, and count them.
 
     On SQLite, the driver's own transaction handling is turned off for this connection too (the
-    engine may have handed out a connection made before :func:`~uow.configure_sqlite` was called).
+    engine may have handed out a connection made before [`configure_sqlite()`][uow.configure_sqlite] was
+    called).
     """
     if connection.dialect.name == "sqlite":
         dbapi_connection: Any = connection.connection.dbapi_connection
@@ -69,28 +70,28 @@ def _restore(connection: Connection) -> None:
 def rolled_back_sessions(engine: Engine, **options: Any) -> Iterator[sessionmaker[Session]]:
     """A session factory whose sessions all work inside one transaction, rolled back on exit.
 
-    ::
-
-        with rolled_back_sessions(engine) as Session:
-            with UnitOfWork(Session) as unit:
-                unit.repository(User).add(User(id="7", name="hanmeimei"))
-                unit.commit()            # releases a savepoint: visible to later units of Session
-        # rolled back: nothing reached the database
+    ```python
+    with rolled_back_sessions(engine) as Session:
+        with UnitOfWork(Session) as unit:
+            unit.repository(User).add(User(id="7", name="hanmeimei"))
+            unit.commit()            # releases a savepoint: visible to later units of Session
+    # rolled back: nothing reached the database
+    ```
 
     One connection is checked out and a transaction begun on it. Every session of the factory joins
-    that transaction with ``join_transaction_mode="create_savepoint"``: its commit releases a
+    that transaction with `join_transaction_mode="create_savepoint"`: its commit releases a
     savepoint, its rollback rolls back to one, so units behave as on a real database, and units of the
     same factory see each other's committed work. On exit the outer transaction is rolled back and
     the connection returned, even if the code inside failed or its connection was lost. Sessions must
     be used one at a time (they share the connection). A SQLite engine is set up with
-    :func:`~uow.configure_sqlite`, which this needs.
+    [`configure_sqlite()`][uow.configure_sqlite], which this needs.
 
     Args:
         engine: The engine to check a connection out of.
-        **options: More arguments for the :class:`~sqlalchemy.orm.sessionmaker`.
+        **options: More arguments for the `sessionmaker`.
 
     Raises:
-        InvalidArgumentError: ``engine`` is not an :class:`~sqlalchemy.Engine`.
+        InvalidArgumentError: `engine` is not an `Engine`.
     """
     if not isinstance(engine, Engine):
         raise InvalidArgumentError(f"rolled_back_sessions() needs an Engine, got {engine!r}")
@@ -113,18 +114,18 @@ def rolled_back_sessions(engine: Engine, **options: Any) -> Iterator[sessionmake
 async def rolled_back_async_sessions(
     engine: AsyncEngine, **options: Any
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """The async twin of :func:`rolled_back_sessions`, for an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`.
+    """The async twin of `rolled_back_sessions()`, for an `AsyncEngine`.
 
-    ::
-
-        async with rolled_back_async_sessions(async_engine) as Session:
-            async with AsyncUnitOfWork(Session) as unit:
-                ...
+    ```python
+    async with rolled_back_async_sessions(async_engine) as Session:
+        async with AsyncUnitOfWork(Session) as unit:
+            ...
+    ```
 
     Enter and leave it in the same event loop as the units that use it.
 
     Raises:
-        InvalidArgumentError: ``engine`` is not an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`.
+        InvalidArgumentError: `engine` is not an `AsyncEngine`.
     """
     from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 

@@ -1,8 +1,8 @@
 """What a unit needs to know about its session, learned through SQLAlchemy's events.
 
-Listeners are registered once per session class (every ``sessionmaker`` makes a class of its own) and
-once on :class:`~sqlalchemy.engine.Engine` for statement errors. They record into ``session.info``
-under ``uow.*`` keys and cost nothing for sessions that no unit manages.
+Listeners are registered once per session class (every `sessionmaker` makes a class of its own) and
+once on `Engine` for statement errors. They record into `session.info`
+under `uow.*` keys and cost nothing for sessions that no unit manages.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _lock = threading.Lock()
 
 
 def instrument(session_class: type[Session]) -> None:
-    """Register uow's listeners on ``session_class`` (and, once, on every engine)."""
+    """Register uow's listeners on `session_class` (and, once, on every engine)."""
     if session_class in _instrumented:
         return
     with _lock:
@@ -132,7 +132,7 @@ def flushed_since_commit(session: Session) -> bool:
 
 
 def uncommitted_work(session: Session) -> str | None:
-    """Describe the work ``session`` holds that was neither committed nor rolled back, if any."""
+    """Describe the work `session` holds that was neither committed nor rolled back, if any."""
     parts = [
         f"{count} {what} object(s)"
         for what, count in (
@@ -148,7 +148,7 @@ def uncommitted_work(session: Session) -> str | None:
 
 
 def discard_connections(session: Session) -> None:
-    """Invalidate and close every connection ``session`` still holds; the pool gets them back."""
+    """Invalidate and close every connection `session` still holds; the pool gets them back."""
     connections: dict[Engine, Connection] = session.info.get(_CONNECTIONS, {})
     for connection in connections.values():
         if not connection.closed:
@@ -164,12 +164,12 @@ _bound_engines: weakref.WeakKeyDictionary[Engine, dict[tuple[tuple[str, Any], ..
 
 
 def bind_with_options(session: Session, isolation_level: str | None, read_only: bool) -> None:
-    """Make ``session`` open its connections with a unit's isolation level and read-only mode.
+    """Make `session` open its connections with a unit's isolation level and read-only mode.
 
     They apply to each connection while the session holds it; the pool resets them when the
     connection is returned, so the next user of the connection gets the engine's defaults. Read-only
-    mode is set here for PostgreSQL; MySQL and MariaDB get ``SET TRANSACTION READ ONLY`` as their
-    transaction begins (see the unit's ``_began``).
+    mode is set here for PostgreSQL; MySQL and MariaDB get `SET TRANSACTION READ ONLY` as their
+    transaction begins (see the unit's `_began`).
     """
     bind = session.bind
     if not isinstance(bind, Engine):

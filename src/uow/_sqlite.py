@@ -21,19 +21,19 @@ _configured: weakref.WeakSet[Any] = weakref.WeakSet()
 def configure_sqlite(engine: Engine | AsyncEngine) -> None:
     """Set a SQLite engine up so that transactions, savepoints and DDL are atomic.
 
-    By default Python's ``sqlite3`` driver (and ``aiosqlite`` on top of it) manages transactions
-    itself and sends no ``BEGIN`` before a SELECT, a DDL statement or a ``SAVEPOINT``. A savepoint
+    By default Python's `sqlite3` driver (and `aiosqlite` on top of it) manages transactions
+    itself and sends no `BEGIN` before a SELECT, a DDL statement or a `SAVEPOINT`. A savepoint
     opened first then lives outside any transaction, and rolling back the unit does not undo work
     that the savepoint released. This turns the driver's own handling off and has SQLAlchemy send
-    ``BEGIN`` at the start of every transaction, as SQLAlchemy's SQLite documentation recommends.
+    `BEGIN` at the start of every transaction, as SQLAlchemy's SQLite documentation recommends.
 
     Call it right after creating the engine, before its first connection; calling it again does
-    nothing. :meth:`UnitOfWork.savepoint` refuses to run on a SQLite engine that was not set up this
-    way (or with Python 3.12's ``connect_args={"autocommit": False}``). With transactions begun for
-    reads too, concurrent writers wait for readers: give file databases a ``timeout``.
+    nothing. `UnitOfWork.savepoint()` refuses to run on a SQLite engine that was not set up this
+    way (or with Python 3.12's `connect_args={"autocommit": False}`). With transactions begun for
+    reads too, concurrent writers wait for readers: give file databases a `timeout`.
 
     Raises:
-        InvalidArgumentError: ``engine`` is not a SQLite engine.
+        InvalidArgumentError: `engine` is not a SQLite engine.
     """
     sync_engine: Engine = engine if isinstance(engine, Engine) else engine.sync_engine
     if sync_engine.dialect.name != "sqlite":

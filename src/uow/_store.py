@@ -1,8 +1,8 @@
 """The in-memory store: committed rows of mapped classes, and a database's rules for them, in Python.
 
 The store keeps committed rows (field values, copied) per mapped class, and knows each class's keys,
-NOT NULL fields, unique constraints and defaults (:class:`Table`). A unit's transaction
-(:mod:`uow._memory_transaction`) keeps its own flushed changes on top of the rows; committing applies
+NOT NULL fields, unique constraints and defaults (`Table`). A unit's transaction
+(`uow._memory_transaction`) keeps its own flushed changes on top of the rows; committing applies
 them to the store at once.
 """
 
@@ -68,16 +68,16 @@ _IMMUTABLE = (
 
 
 def copy_value(value: Any) -> Any:
-    """A copy of ``value`` that no later change of the original can reach, as a database row is."""
+    """A copy of `value` that no later change of the original can reach, as a database row is."""
     return value if isinstance(value, _IMMUTABLE) else copy.deepcopy(value)
 
 
 class ConstraintViolation(Exception):
-    """What the in-memory store raises where a database driver would: the ``orig`` of its errors.
+    """What the in-memory store raises where a database driver would: the `orig` of its errors.
 
     Attributes:
-        sqlstate: The SQLSTATE a database reports for the same violation (``23505`` for a duplicate
-            key, ``23502`` for a missing NOT NULL value), which is how uow classifies it.
+        sqlstate: The SQLSTATE a database reports for the same violation (`23505` for a duplicate
+            key, `23502` for a missing NOT NULL value), which is how uow classifies it.
     """
 
     def __init__(self, message: str, sqlstate: str) -> None:
@@ -131,7 +131,7 @@ def _generated(default: Any) -> Any:
 
 
 def table_of(cls: type[Any]) -> Table:
-    """The :class:`Table` of mapped class ``cls``; refuses a class that is not mapped."""
+    """The `Table` of mapped class `cls`; refuses a class that is not mapped."""
     table = _TABLES.get(cls)
     if table is not None:
         return table
@@ -207,8 +207,8 @@ class Row:
 class Change:
     """One flushed, uncommitted change to one row.
 
-    ``kind`` is ``insert`` (the row must not exist at commit), ``update`` (it must; ``changed`` names
-    the fields to write), ``delete`` or ``replace`` (deleted and inserted again in one transaction).
+    `kind` is `insert` (the row must not exist at commit), `update` (it must; `changed` names
+    the fields to write), `delete` or `replace` (deleted and inserted again in one transaction).
     """
 
     kind: str
@@ -224,7 +224,7 @@ class InMemoryStore:
     objects, so an object changed after its unit ended changes nothing here. It is thread-safe:
     commits are applied one at a time, each as a whole.
 
-    Use it in tests to seed data (:meth:`insert`) and to check what was committed (:meth:`all`),
+    Use it in tests to seed data (`insert()`) and to check what was committed (`all()`),
     beside the units under test.
     """
 
@@ -238,7 +238,7 @@ class InMemoryStore:
         return f"<InMemoryStore {counts or 'empty'}>"
 
     def insert(self, *objects: object) -> None:
-        """Commit ``objects`` as rows at once, outside any unit, as a fixture would seed a database.
+        """Commit `objects` as rows at once, outside any unit, as a fixture would seed a database.
 
         Column defaults and generated keys are applied and written back into the objects, as a
         commit does. Nothing is inserted if one of them violates a constraint.
@@ -246,7 +246,7 @@ class InMemoryStore:
         Raises:
             InvalidArgumentError: One of them is not an instance of a mapped class.
             DuplicateKeyError: A primary key or unique value exists already.
-            IntegrityError: A NOT NULL field is ``None``.
+            IntegrityError: A NOT NULL field is `None`.
         """
         from uow._memory_transaction import Transaction  # the transaction module builds on this one
 
@@ -256,7 +256,7 @@ class InMemoryStore:
         transaction.commit()
 
     def all(self, model: type[T]) -> list[T]:
-        """New copies of every committed object of ``model`` (subclasses included), by primary key.
+        """New copies of every committed object of `model` (subclasses included), by primary key.
 
         The copies belong to no unit: changing them changes nothing in the store.
         """
@@ -273,11 +273,11 @@ class InMemoryStore:
     # -- used by the transactions --------------------------------------------------------------
 
     def committed(self, base: type[Any]) -> dict[tuple[Any, ...], Row]:
-        """The committed rows of ``base``; never changed in place, so safe to read without the lock."""
+        """The committed rows of `base`; never changed in place, so safe to read without the lock."""
         return self._tables.get(base, {})
 
     def next_id(self, table: Table, seen: Iterable[Any]) -> int:
-        """The next generated key of ``table``: like a sequence, never handed out twice."""
+        """The next generated key of `table`: like a sequence, never handed out twice."""
         with self._lock:
             current = max([self._counters.get(table.base, 0), *(v for v in seen if isinstance(v, int))])
             self._counters[table.base] = current + 1

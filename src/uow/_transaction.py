@@ -162,7 +162,7 @@ def run_hooks(hooks: Sequence[Hook], failures: list[Exception], stage: str) -> N
 
 
 async def run_hooks_async(hooks: Sequence[Hook], failures: list[Exception], stage: str) -> None:
-    """As :func:`run_hooks`, awaiting hooks that are coroutine functions."""
+    """As `run_hooks()`, awaiting hooks that are coroutine functions."""
     for fn, robust in hooks:
         try:
             result = fn()

@@ -1,4 +1,4 @@
-"""The unit of work: one session, one block, nothing committed unless ``commit()`` is called."""
+"""The unit of work: one session, one block, nothing committed unless `commit()` is called."""
 
 from __future__ import annotations
 
@@ -35,24 +35,24 @@ R = TypeVar("R", bound=Repository[Any])
 
 
 class UnitOfWork(UnitCore):
-    """A block of work on one :class:`~sqlalchemy.orm.Session` that commits only when told to.
+    """A block of work on one `Session` that commits only when told to.
 
-    ::
+    ```python
+    with UnitOfWork(Session) as unit:
+        unit.repository(User).add(User(id="7", name="hanmeimei"))
+        unit.commit()
+    ```
 
-        with UnitOfWork(Session) as unit:
-            unit.repository(User).add(User(id="7", name="hanmeimei"))
-            unit.commit()
+    Entering the block opens a session from `session_factory`. Inside it:
 
-    Entering the block opens a session from ``session_factory``. Inside it:
-
-    - :meth:`commit` flushes and commits; :meth:`rollback` discards pending changes and rolls back.
+    - `commit()` flushes and commits; `rollback()` discards pending changes and rolls back.
       Either way the unit stays usable and the next statement begins a new transaction.
     - Nothing is ever committed implicitly. Leaving the block rolls back whatever was not committed;
       if that was real work (new, changed or deleted objects, or a flush since the last commit or
-      rollback), an :class:`~uow.UncommittedWorkWarning` says what was discarded.
-    - An exception of any kind, ``KeyboardInterrupt`` included, rolls back and propagates unchanged;
+      rollback), an [`UncommittedWorkWarning`][uow.UncommittedWorkWarning] says what was discarded.
+    - An exception of any kind, `KeyboardInterrupt` included, rolls back and propagates unchanged;
       if the rollback fails too, that failure is attached to it as a note and logged. After an
-      interruption that is not an ``Exception`` (``KeyboardInterrupt``, ``SystemExit``) the
+      interruption that is not an `Exception` (`KeyboardInterrupt`, `SystemExit`) the
       connection may have been cut off mid-statement, so it is invalidated instead: the driver closes
       it and the server rolls back.
     - On every exit path the session is closed and its connection is returned to the pool.
@@ -72,24 +72,24 @@ class UnitOfWork(UnitCore):
         read_only: bool = False,
         durable: bool = False,
     ) -> None:
-        """Create a unit that opens its sessions with ``session_factory``.
+        """Create a unit that opens its sessions with `session_factory`.
 
         Args:
-            session_factory: A :class:`~sqlalchemy.orm.sessionmaker`, or any callable taking no
-                arguments that returns a new :class:`~sqlalchemy.orm.Session`.
+            session_factory: A `sessionmaker`, or any callable taking no
+                arguments that returns a new `Session`.
             dispatch: Called with each domain event recorded by the session's entities
-                (:class:`~uow.HasEvents`) after a successful commit, in recording order.
-            isolation_level: ``"SERIALIZABLE"``, ``"REPEATABLE READ"``, ``"READ COMMITTED"`` or
-                ``"READ UNCOMMITTED"``, for every transaction of this unit only; the connection goes
+                ([`HasEvents`][uow.HasEvents]) after a successful commit, in recording order.
+            isolation_level: `"SERIALIZABLE"`, `"REPEATABLE READ"`, `"READ COMMITTED"` or
+                `"READ UNCOMMITTED"`, for every transaction of this unit only; the connection goes
                 back to the pool at the engine's default. Needs a session bound to one engine.
-            read_only: Refuse :meth:`commit` and flushes while the session holds changes, before any
+            read_only: Refuse `commit()` and flushes while the session holds changes, before any
                 SQL is sent; on PostgreSQL and MariaDB the transactions are also opened READ ONLY,
                 so writes sent as raw SQL fail at the server.
             durable: Refuse to enter while another unit is active in the same thread or task, for
-                work that must really be committed when :meth:`commit` returns.
+                work that must really be committed when `commit()` returns.
 
         Raises:
-            InvalidArgumentError: ``session_factory`` is not callable, or an option is invalid.
+            InvalidArgumentError: `session_factory` is not callable, or an option is invalid.
         """
         super().__init__(session_factory, dispatch, isolation_level, read_only, durable, allow_async=False)
 
@@ -143,12 +143,12 @@ class UnitOfWork(UnitCore):
 
         The unit stays active; the next statement begins a new transaction. If the commit fails, the
         unit rolls back (pending objects are discarded) and stays usable, and the error propagates:
-        a primary-key or unique violation as :class:`~uow.DuplicateKeyError`, another integrity
-        violation as :class:`~uow.IntegrityError`, anything else unchanged.
+        a primary-key or unique violation as [`DuplicateKeyError`][uow.DuplicateKeyError], another integrity
+        violation as [`IntegrityError`][uow.IntegrityError], anything else unchanged.
 
         After the commit, the dispatcher receives the recorded domain events and then the
-        :meth:`on_commit` hooks run, each exactly once, in order. If any of them fails, the others
-        still run and a :class:`~uow.HookError` is raised at the end; the data is committed.
+        `on_commit()` hooks run, each exactly once, in order. If any of them fails, the others
+        still run and a [`HookError`][uow.HookError] is raised at the end; the data is committed.
 
         Raises:
             StateError: The unit is not active; or it is inside a savepoint block; or a statement
@@ -200,7 +200,7 @@ class UnitOfWork(UnitCore):
 
         Objects added since the last commit are expunged; loaded objects are expired and reload on
         next access. Domain events recorded since the last commit are dropped, and the
-        :meth:`on_rollback` hooks run.
+        `on_rollback()` hooks run.
 
         Raises:
             StateError: The unit is not active, or it is inside a savepoint block.
@@ -230,21 +230,21 @@ class UnitOfWork(UnitCore):
     def savepoint(self) -> Iterator[None]:
         """A nested transaction: an exception inside rolls back to the savepoint only.
 
-        ::
-
-            with unit.savepoint():
-                users.add(User(id="8", name="maybe"))
+        ```python
+        with unit.savepoint():
+            users.add(User(id="8", name="maybe"))
+        ```
 
         Entering flushes pending changes and sets a SAVEPOINT. If the block raises, the work done
         inside it is rolled back (objects added inside are expunged, changed ones expired), its
-        hooks and domain events are dropped (its :meth:`on_rollback` hooks run), and the exception
+        hooks and domain events are dropped (its `on_rollback()` hooks run), and the exception
         propagates; the work done before stays in the unit's transaction. A normal exit releases
         the savepoint, and its work commits or rolls back with the unit. Savepoints nest to any
-        depth. :meth:`commit` and :meth:`rollback` are refused inside one.
+        depth. `commit()` and `rollback()` are refused inside one.
 
         Raises:
             StateError: The unit is not active, or it runs on a SQLite engine whose driver would
-                make the savepoint non-atomic (see :func:`~uow.configure_sqlite`).
+                make the savepoint non-atomic (see [`configure_sqlite()`][uow.configure_sqlite]).
         """
         session: Session = self._active("savepoint()")
         check_savepoints(session)
@@ -297,51 +297,53 @@ class UnitOfWork(UnitCore):
         frames.release(frame)
 
     def on_commit(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` once the current transaction has committed.
+        """Run `fn()` once the current transaction has committed.
 
         Hooks run after the commit, exactly once, in the order they were registered, after the
         domain events were dispatched. A hook registered inside a savepoint is dropped if the
         savepoint rolls back; every hook is dropped if the unit rolls back. A failing hook never
         undoes the commit and never stops the later hooks: the failures are raised together as a
-        :class:`~uow.HookError` once all hooks ran, or, with ``robust=True``, logged to the ``uow``
+        [`HookError`][uow.HookError] once all hooks ran, or, with `robust=True`, logged to the `uow`
         logger instead. A hook may open a unit of its own.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
+            InvalidArgumentError: `fn` is not callable, or is a coroutine function.
         """
         self._register("on_commit()", fn, robust, allow_async=False).on_commit.append((fn, robust))
 
     def on_rollback(self, fn: Callable[[], object], *, robust: bool = False) -> None:
-        """Run ``fn()`` when the work of the current transaction (or savepoint) is rolled back.
+        """Run `fn()` when the work of the current transaction (or savepoint) is rolled back.
 
         It runs when the savepoint it was registered in rolls back, or when the unit rolls back
-        (:meth:`rollback`, a failed commit, or leaving the block without committing); it is dropped
-        once the transaction commits. Failures are raised as a :class:`~uow.HookError` after all
-        hooks ran, or attached as notes when an exception is already propagating; ``robust=True``
+        (`rollback()`, a failed commit, or leaving the block without committing); it is dropped
+        once the transaction commits. Failures are raised as a [`HookError`][uow.HookError] after all
+        hooks ran, or attached as notes when an exception is already propagating; `robust=True`
         logs them instead.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``fn`` is not callable, or is a coroutine function.
+            InvalidArgumentError: `fn` is not callable, or is a coroutine function.
         """
         self._register("on_rollback()", fn, robust, allow_async=False).on_rollback.append((fn, robust))
 
     def attempts(self, retry: Retry | None = None) -> Attempts:
         """The attempts of this unit's work, retried after transient failures.
 
-        For work that cannot be a callable::
+        For work that cannot be a callable:
 
-            for attempt in UnitOfWork(Session).attempts(Retry(attempts=5)):
-                with attempt as unit:
-                    ...
-                    unit.commit()
+        ```python
+        for attempt in UnitOfWork(Session).attempts(Retry(attempts=5)):
+            with attempt as unit:
+                ...
+                unit.commit()
+        ```
 
-        Each attempt runs in a fresh session. A transient error (see :func:`~uow.is_transient`)
-        that ends an attempt's block, raised by a statement or by :meth:`commit`, is swallowed; the
-        loop pauses as ``retry`` says and runs the next attempt. Any other exception propagates at
+        Each attempt runs in a fresh session. A transient error (see [`is_transient()`][uow.is_transient])
+        that ends an attempt's block, raised by a statement or by `commit()`, is swallowed; the
+        loop pauses as `retry` says and runs the next attempt. Any other exception propagates at
         once, and so does a transient one once the attempt has committed. When the attempts run
-        out, the last error propagates as a :class:`~uow.TransientError` whose ``attempts`` says how
+        out, the last error propagates as a [`TransientError`][uow.TransientError] whose `attempts` says how
         many were made. Hooks and events of failed attempts are dropped with their work.
 
         Raises:
@@ -352,13 +354,13 @@ class UnitOfWork(UnitCore):
         return Attempts(self, retry if retry is not None else Retry())
 
     def run(self, work: Callable[[Self], T], *, retry: Retry | None = None) -> T:
-        """Run ``work(unit)`` in this unit, again after transient failures; return its result.
+        """Run `work(unit)` in this unit, again after transient failures; return its result.
 
-        ``work`` must call ``unit.commit()`` itself; ``unit.attempt`` tells it which attempt it is.
-        See :meth:`attempts` for what is retried.
+        `work` must call `unit.commit()` itself; `unit.attempt` tells it which attempt it is.
+        See `attempts()` for what is retried.
 
         Raises:
-            TransientError: Every attempt failed; ``attempts`` says how many were made.
+            TransientError: Every attempt failed; `attempts` says how many were made.
             CommitOutcomeUnknownError: The connection was lost while COMMIT was in flight.
         """
         for attempt in self.attempts(retry):
@@ -371,15 +373,15 @@ class UnitOfWork(UnitCore):
     @overload
     def repository(self, target: type[T]) -> Repository[T]: ...
     def repository(self, target: type[Any]) -> Repository[Any]:
-        """The repository for ``target`` in this block, created on first use.
+        """The repository for `target` in this block, created on first use.
 
-        ``target`` is a mapped class (giving a :class:`~uow.Repository` of it) or a subclass of
-        :class:`~uow.Repository` (giving an instance of that subclass). Within one block the same
-        ``target`` always gives the same instance; after the block it refuses to be used.
+        `target` is a mapped class (giving a [`Repository`][uow.Repository] of it) or a subclass of
+        [`Repository`][uow.Repository] (giving an instance of that subclass). Within one block the same
+        `target` always gives the same instance; after the block it refuses to be used.
 
         Raises:
             StateError: The unit is not active.
-            InvalidArgumentError: ``target`` is neither a mapped class nor a repository class.
+            InvalidArgumentError: `target` is neither a mapped class nor a repository class.
         """
         repository = self._repositories.get(target)
         if repository is not None:
@@ -394,7 +396,7 @@ class UnitOfWork(UnitCore):
 
 
 def _end(session: Session, exc: BaseException | None) -> None:
-    """Close ``session``, returning its connection to the pool whatever happens."""
+    """Close `session`, returning its connection to the pool whatever happens."""
     try:
         if exc is not None and interrupted(exc):
             session.invalidate()
@@ -406,7 +408,7 @@ def _end(session: Session, exc: BaseException | None) -> None:
 
 
 def _recover(session: Session, exc: BaseException) -> None:
-    """Bring ``session`` back to a usable state after ``exc`` broke its transaction."""
+    """Bring `session` back to a usable state after `exc` broke its transaction."""
     if interrupted(exc):
         session.invalidate()
     else:

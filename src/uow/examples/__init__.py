@@ -1,1 +1,1 @@
-"""Runnable examples; ``python -m uow.examples.users`` runs the reference scenario."""
+"""Runnable examples; `python -m uow.examples.users` runs the reference scenario."""

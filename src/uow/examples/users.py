@@ -1,11 +1,11 @@
-"""The reference scenario, written with :class:`~uow.UnitOfWork` and :class:`~uow.Repository`.
+"""The reference scenario, written with [`UnitOfWork`][uow.UnitOfWork] and [`Repository`][uow.Repository].
 
 Bob and LILY are added with the same id and rolled back before anything reaches the database;
 hanmeimei is added and committed, then read back; leaving the block closes the session.
 
-Run it with ``python -m uow.examples.users`` (an in-memory SQLite database, SQL log on), or point it
-elsewhere with ``--url``; ``--quiet`` turns the SQL log off; ``--async`` plays it with
-:class:`~uow.AsyncUnitOfWork` (on ``sqlite+aiosqlite://`` unless ``--url`` names another async driver).
+Run it with `python -m uow.examples.users` (an in-memory SQLite database, SQL log on), or point it
+elsewhere with `--url`; `--quiet` turns the SQL log off; `--async` plays it with
+[`AsyncUnitOfWork`][uow.AsyncUnitOfWork] (on `sqlite+aiosqlite://` unless `--url` names another async driver).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class User(Base):
 
 
 def run(engine: Engine) -> None:
-    """Create the table if needed, then play the scenario on ``engine``, printing what it reads."""
+    """Create the table if needed, then play the scenario on `engine`, printing what it reads."""
     Base.metadata.create_all(engine)
     Session = sessionmaker(bind=engine)
 
@@ -65,7 +65,7 @@ def run(engine: Engine) -> None:
 
 
 async def run_async(engine: AsyncEngine) -> None:
-    """The same scenario with :class:`~uow.AsyncUnitOfWork` on an async engine."""
+    """The same scenario with [`AsyncUnitOfWork`][uow.AsyncUnitOfWork] on an async engine."""
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     async with engine.begin() as connection:
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _main_async(url: str, *, echo: bool) -> int:
-    # Imported here: the async parts need greenlet, which plain ``pip install uow`` does not bring.
+    # Imported here: the async parts need greenlet, which plain `pip install uow` does not bring.
     from sqlalchemy.ext.asyncio import create_async_engine
 
     try:
