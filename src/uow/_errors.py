@@ -60,7 +60,8 @@ class StateError(UnitOfWorkError, RuntimeError):
     savepoint block; `commit()` after a statement failed and its error was caught (the
     partial-commit guard), or a savepoint left normally after that; writes in a read-only unit;
     two tasks using one async unit at once; savepoints on a SQLite engine that would not make them
-    atomic.
+    atomic; `run()` or `attempts()` on an active unit; `isolation_level` or `read_only` with a
+    session that is not bound to one `Engine`.
     """
 
 
@@ -154,8 +155,8 @@ class DuplicateKeyError(IntegrityError):
 class TransientError(_Translated, sa_exc.OperationalError):
     """The transaction failed for a reason that goes away if the whole unit is run again.
 
-    Serialization failures and deadlocks (PostgreSQL, CockroachDB and YugabyteDB SQLSTATE 40001 and
-    40P01; MySQL and MariaDB errors 1213 and 1205), SQLite's busy and locked database, and a
+    Serialization failures, deadlocks and lock timeouts (PostgreSQL, CockroachDB and YugabyteDB
+    SQLSTATE 40001, 40P01 and 55P03; MySQL and MariaDB errors 1213 and 1205), SQLite's busy and locked database, and a
     connection lost before COMMIT was sent. The transaction was rolled back: retry the whole unit
     with `UnitOfWork.run()` or `UnitOfWork.attempts()`. Also a
     `sqlalchemy.exc.OperationalError`.
