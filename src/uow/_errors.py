@@ -156,9 +156,9 @@ class TransientError(_Translated, sa_exc.OperationalError):
     """The transaction failed for a reason that goes away if the whole unit is run again.
 
     Serialization failures, deadlocks and lock timeouts (PostgreSQL, CockroachDB and YugabyteDB
-    SQLSTATE 40001, 40P01 and 55P03; MySQL and MariaDB errors 1213 and 1205), SQLite's busy and locked database, and a
-    connection lost before COMMIT was sent. The transaction was rolled back: retry the whole unit
-    with `UnitOfWork.run()` or `UnitOfWork.attempts()`. Also a
+    SQLSTATE 40001, 40P01 and 55P03; MySQL and MariaDB errors 1213 and 1205), SQLite's busy and
+    locked database, and a connection lost before COMMIT was sent. The transaction was rolled back:
+    retry the whole unit with `UnitOfWork.run()` or `UnitOfWork.attempts()`. Also a
     `sqlalchemy.exc.OperationalError`.
 
     Attributes:
