@@ -152,13 +152,8 @@ def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
     return backend, keep
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def backend_setup(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, runner: asyncio.Runner
-) -> Iterator[Backend]:
-    name: str = request.param
-    backend, keep = _make_backend(name, tmp_path_factory.mktemp(name))
-    yield backend
+def release_backend(backend: Backend, keep: list[Any], runner: asyncio.Runner) -> None:
+    """Dispose of the backend's engines, then of what keeps its database alive (or drop it)."""
     for engine in backend.engines.values():
         if isinstance(engine, AsyncEngine):
             runner.run(engine.dispose())
@@ -170,6 +165,16 @@ def backend_setup(
             resource()  # drops the private server database
         else:
             resource.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend_setup(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, runner: asyncio.Runner
+) -> Iterator[Backend]:
+    name: str = request.param
+    backend, keep = _make_backend(name, tmp_path_factory.mktemp(name))
+    yield backend
+    release_backend(backend, keep, runner)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from uow._errors import (
 from uow._events import drop, take
 from uow._repository import ENDED_SESSION
 from uow._session import UNIT, bind_with_options, instrument, read_only_refusal
-from uow._transaction import Frame, Frames, Options, active_units, check_hook, make_options
+from uow._transaction import Frame, Frames, Options, active_units, check_hook, leave_unit, make_options
 
 logger = logging.getLogger("uow")
 
@@ -220,13 +220,8 @@ class UnitCore:
             for repository in self._repositories.values():
                 repository.session = ENDED_SESSION
             self._repositories = {}
-        depth = self._depth
-        if depth is not None:
-            self._depth = None
-            try:
-                active_units.reset(depth)
-            except ValueError:  # left in another context than it was entered in
-                active_units.set(max(0, active_units.get() - 1))
+        leave_unit(self._depth)
+        self._depth = None
         return session, frames
 
     def _active(self, action: str) -> Any:

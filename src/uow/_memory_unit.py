@@ -34,6 +34,7 @@ from uow._transaction import (
     dispatch_events,
     dispatch_events_async,
     hook_error,
+    leave_unit,
     make_options,
     outside_unit,
     run_hooks,
@@ -126,13 +127,8 @@ class _MemoryUnitCore:
         for repository in self._repositories.values():
             repository._transaction = ENDED_SESSION
         self._repositories = {}
-        depth = self._depth
-        if depth is not None:
-            self._depth = None
-            try:
-                active_units.reset(depth)
-            except ValueError:  # left in another context than it was entered in
-                active_units.set(max(0, active_units.get() - 1))
+        leave_unit(self._depth)
+        self._depth = None
         transaction.close()
         return discarded, frames
 

@@ -11,7 +11,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,16 @@ class Frames:
         root = self.stack[0]
         self.stack = [Frame()]
         return root
+
+
+def leave_unit(entered: Token[int] | None) -> None:
+    """Count one active unit less, undoing the count made when it was entered."""
+    if entered is None:
+        return
+    try:
+        active_units.reset(entered)
+    except ValueError:  # left in another context than it was entered in
+        active_units.set(max(0, active_units.get() - 1))
 
 
 @contextmanager

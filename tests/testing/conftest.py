@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import BACKENDS, Backend, _make_backend
+from tests.conftest import BACKENDS, Backend, _make_backend, release_backend
 from tests.drivers import Flavour
 from tests.testing.world import World
 from uow import configure_sqlite
@@ -29,17 +28,7 @@ def _contract_backends(runner: asyncio.Runner) -> Iterator[dict[str, tuple[Backe
     backends: dict[str, tuple[Backend, list[Any]]] = {}
     yield backends
     for backend, keep in backends.values():
-        for engine in backend.engines.values():
-            if isinstance(engine, AsyncEngine):
-                runner.run(engine.dispose())
-            else:
-                engine.dispose()
-        backend.check.dispose()
-        for resource in keep:
-            if callable(resource):
-                resource()  # drops the private server database
-            else:
-                resource.close()
+        release_backend(backend, keep, runner)
 
 
 def _backend(
