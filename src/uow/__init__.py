@@ -6,6 +6,7 @@ the session is always closed and its connection returned to the pool.
 
 from __future__ import annotations
 
+from uow._async_repository import AsyncRepository
 from uow._async_unit import AsyncUnitOfWork
 from uow._classify import is_transient
 from uow._errors import (
@@ -29,7 +30,7 @@ from uow._protocols import (
     RepositoryProtocol,
     UnitOfWorkProtocol,
 )
-from uow._repository import AsyncRepository, OrderBy, Repository
+from uow._repository import OrderBy, Repository
 from uow._retry import AsyncAttempt, AsyncAttempts, Attempt, Attempts, Retry
 from uow._sqlite import configure_sqlite
 from uow._unit import UnitOfWork

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from sqlalchemy import exc as sa_exc
 
+from uow._async_repository import AsyncRepository, CallGuard
 from uow._classify import translate
 from uow._core import (
     UnitCore,
@@ -22,7 +23,6 @@ from uow._core import (
     unknown_outcome,
     warn_uncommitted,
 )
-from uow._repository import AsyncRepository, CallGuard
 from uow._retry import AsyncAttempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints

@@ -8,11 +8,11 @@ from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import ColumnElement
 
+from uow._async_repository import AsyncRepository
 from uow._errors import InvalidArgumentError, MultipleResultsError, NotFoundError
 from uow._evaluate import predicate, sort_keys
 from uow._memory_transaction import Transaction
 from uow._repository import (
-    AsyncRepository,
     OrderBy,
     Repository,
     _render,

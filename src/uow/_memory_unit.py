@@ -8,6 +8,7 @@ from contextvars import Token
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar, overload
 
+from uow._async_repository import AsyncRepository
 from uow._core import _inside_savepoint as inside_savepoint
 from uow._core import (
     already_active,
@@ -22,7 +23,7 @@ from uow._events import _KEY as EVENTS_KEY
 from uow._events import HasEvents
 from uow._memory_repository import AsyncInMemoryRepository, InMemoryRepository, MemoryRepositoryCore, stand_in
 from uow._memory_transaction import Savepoint, Transaction
-from uow._repository import ENDED_SESSION, AsyncRepository, Repository
+from uow._repository import ENDED_SESSION, Repository
 from uow._session import read_only_refusal
 from uow._store import InMemoryStore
 from uow._transaction import (

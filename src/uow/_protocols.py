@@ -27,7 +27,8 @@ from typing import Any, Protocol, Self, TypeVar, overload
 
 from sqlalchemy import ColumnElement
 
-from uow._repository import AsyncRepository, OrderBy, Repository
+from uow._async_repository import AsyncRepository
+from uow._repository import OrderBy, Repository
 
 __all__ = [
     "AsyncRepositoryProtocol",
