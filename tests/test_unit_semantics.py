@@ -251,9 +251,12 @@ def test_leaving_after_an_explicit_rollback_does_not_warn(flavour: Flavour, back
     assert backend.users() == []
 
 
-def test_raw_writes_without_commit_are_rolled_back_and_warn(flavour: Flavour, backend: Backend) -> None:
-    with pytest.warns(uow.UncommittedWorkWarning, match="flushed"), flavour.unit() as unit:
-        unit.execute(insert(User).values(id="1", name="ann"))
+def test_raw_writes_without_commit_are_rolled_back(flavour: Flavour, backend: Backend) -> None:
+    with warnings.catch_warnings():
+        # Statements sent through unit.session are not tracked (that would tax every query).
+        warnings.simplefilter("ignore", uow.UncommittedWorkWarning)
+        with flavour.unit() as unit:
+            unit.execute(insert(User).values(id="1", name="ann"))
 
     assert backend.users() == []
 

@@ -10,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 
 from uow._errors import MultipleResultsError, NotFoundError, StateError
 from uow._repository import OrderBy, _RepositoryCore, raise_translated
+from uow._session import mark_written
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -123,6 +124,7 @@ class AsyncRepository(_RepositoryCore[T]):
         if not checked:
             return 0
         await self._run("insert_many()", self.session.execute, self._info.insert, checked)
+        mark_written(self.session.sync_session)
         return len(checked)
 
     # -- reads ----------------------------------------------------------------------------------

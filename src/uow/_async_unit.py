@@ -127,7 +127,11 @@ class AsyncUnitOfWork(UnitCore):
         session, frames = self._release()
         failures: list[Exception] = []
         if exc is None:
-            await _finish(_end(session, None))
+            try:
+                await _end(session, None)
+            except asyncio.CancelledError as cancelled:  # finish the cleanup, then let it through
+                await _finish(_end(session, cancelled))
+                raise
             if frames is not None:
                 await run_hooks_async(frames.end().on_rollback, failures, "after-rollback")
             if discarded is not None:
@@ -172,6 +176,7 @@ class AsyncUnitOfWork(UnitCore):
             events = self._check_commit(session.sync_session)
             try:
                 sent = self._commits_sent
+                await session.flush()  # first: a failure now is known not to have reached COMMIT
                 await session.commit()
             except BaseException as exc:
                 translated = (

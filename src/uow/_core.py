@@ -8,7 +8,7 @@ from collections.abc import Callable
 from contextvars import Token
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from sqlalchemy.orm import Session
 
 from uow._errors import (
@@ -19,7 +19,7 @@ from uow._errors import (
 )
 from uow._events import drop, take
 from uow._repository import ENDED_SESSION
-from uow._session import UNIT, bind_with_options, instrument, read_only_refusal
+from uow._session import UNIT, bind_with_options, instrument, read_only_refusal, refuse_writes
 from uow._transaction import Frame, Frames, Options, active_units, check_hook, leave_unit, make_options
 
 logger = logging.getLogger("uow")
@@ -199,6 +199,8 @@ class UnitCore:
                 raise
         instrument(type(sync))
         sync.info[UNIT] = self
+        if options.read_only:
+            event.listen(sync, "do_orm_execute", refuse_writes)
         self._depth = active_units.set(active_units.get() + 1)
         self._repositories = {}
         self._frames = None

@@ -19,6 +19,7 @@ from uow._errors import (
     NotFoundError,
     StateError,
 )
+from uow._session import mark_written
 
 __all__ = ["OrderBy", "Repository"]
 
@@ -404,6 +405,7 @@ class Repository(_RepositoryCore[T]):
             self.session.execute(self._info.insert, checked)
         except sa_exc.DBAPIError as exc:
             raise_translated(exc)
+        mark_written(self.session)
         return len(checked)
 
     # -- reads ----------------------------------------------------------------------------------

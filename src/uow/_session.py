@@ -38,9 +38,8 @@ def instrument(session_class: type[Session]) -> None:
             return
         if not _instrumented:
             event.listen(Engine, "handle_error", _on_error)
-            event.listen(Engine, "commit", _on_commit_sent)
         event.listen(session_class, "after_flush", _on_flush)
-        event.listen(session_class, "do_orm_execute", _on_execute)
+        event.listen(session_class, "before_commit", _on_commit_starts)
         event.listen(session_class, "after_begin", _on_begin)
         event.listen(session_class, "after_commit", _on_committed)
         event.listen(session_class, "before_flush", _before_flush)
@@ -56,16 +55,15 @@ def _on_flush(session: Session, flush_context: object) -> None:
     session.info[_FLUSHED] = session.get_transaction()
 
 
-def _on_execute(state: ORMExecuteState) -> None:
+def refuse_writes(state: ORMExecuteState) -> None:
+    """Listener of a read-only unit's session: refuse write statements before any SQL is sent."""
     if state.is_insert or state.is_update or state.is_delete:
-        # A write sent with session.execute(): uncommitted work like a flush. Begin the transaction it
-        # will run in now, so that it is the one remembered.
-        session = state.session
-        unit = _unit_of(session)
-        if unit is not None and unit._read_only:
-            raise read_only_refusal("a write statement sent through the session was")
-        session.connection(bind_arguments=state.bind_arguments)
-        session.info[_FLUSHED] = session.get_transaction()
+        raise read_only_refusal("a write statement sent through the session was")
+
+
+def mark_written(session: Session) -> None:
+    """Count a write the unit made without a flush (a bulk INSERT) as uncommitted work."""
+    session.info[_FLUSHED] = session.get_transaction()
 
 
 def _on_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
@@ -109,9 +107,12 @@ def _on_error(context: ExceptionContext) -> None:
         unit._statement_failed(session)
 
 
-def _on_commit_sent(connection: Connection) -> None:
-    session, unit = _session_unit(connection)
-    if unit is not None and unit._sync is session:
+def _on_commit_starts(session: Session) -> None:
+    # Session.commit() flushes after this event: a unit flushes first, so for its own commits the
+    # count means "COMMIT was sent"; for a commit called on the session directly it errs on the
+    # side of "the outcome may be unknown".
+    unit = _unit_of(session)
+    if unit is not None:
         unit._commits_sent += 1
 
 

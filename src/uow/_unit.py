@@ -159,6 +159,7 @@ class UnitOfWork(UnitCore):
         events = self._check_commit(session)
         sent = self._commits_sent
         try:
+            session.flush()  # first, so that a failure now is known not to have reached COMMIT
             session.commit()
         except BaseException as exc:
             translated = (
