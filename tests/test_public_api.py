@@ -85,3 +85,17 @@ def test_the_package_ships_its_type_information() -> None:
     from importlib.resources import files
 
     assert files("uow").joinpath("py.typed").is_file()
+
+
+def test_importing_uow_loads_the_async_and_retry_parts_only_when_used() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, uow; "
+        "print(sorted(m for m in ('uow._async_unit', 'uow._retry', 'uow._protocols') if m in sys.modules)); "
+        "uow.Retry; uow.AsyncUnitOfWork; "
+        "print(sorted(m for m in ('uow._async_unit', 'uow._retry') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["[]", "['uow._async_unit', 'uow._retry']"]

@@ -6,8 +6,9 @@ the session is always closed and its connection returned to the pool.
 
 from __future__ import annotations
 
-from uow._async_repository import AsyncRepository
-from uow._async_unit import AsyncUnitOfWork
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from uow._classify import is_transient
 from uow._errors import (
     CommitOutcomeUnknownError,
@@ -24,16 +25,49 @@ from uow._errors import (
     UnitOfWorkError,
 )
 from uow._events import HasEvents
-from uow._protocols import (
-    AsyncRepositoryProtocol,
-    AsyncUnitOfWorkProtocol,
-    RepositoryProtocol,
-    UnitOfWorkProtocol,
-)
 from uow._repository import OrderBy, Repository
-from uow._retry import AsyncAttempt, AsyncAttempts, Attempt, Attempts, Retry
 from uow._sqlite import configure_sqlite
 from uow._unit import UnitOfWork
+
+if TYPE_CHECKING:
+    from uow._async_repository import AsyncRepository
+    from uow._async_unit import AsyncUnitOfWork
+    from uow._protocols import (
+        AsyncRepositoryProtocol,
+        AsyncUnitOfWorkProtocol,
+        RepositoryProtocol,
+        UnitOfWorkProtocol,
+    )
+    from uow._retry import AsyncAttempt, AsyncAttempts, Attempt, Attempts, Retry
+
+# Loaded on first use, so that `import uow` costs little more than `import sqlalchemy.orm`.
+_LAZY = {
+    "AsyncAttempt": "uow._retry",
+    "AsyncAttempts": "uow._retry",
+    "AsyncRepository": "uow._async_repository",
+    "AsyncRepositoryProtocol": "uow._protocols",
+    "AsyncUnitOfWork": "uow._async_unit",
+    "AsyncUnitOfWorkProtocol": "uow._protocols",
+    "Attempt": "uow._retry",
+    "Attempts": "uow._retry",
+    "RepositoryProtocol": "uow._protocols",
+    "Retry": "uow._retry",
+    "UnitOfWorkProtocol": "uow._protocols",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'uow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "AsyncAttempt",

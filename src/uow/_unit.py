@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
@@ -23,10 +23,12 @@ from uow._core import (
     warn_uncommitted,
 )
 from uow._repository import Repository
-from uow._retry import Attempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
 from uow._transaction import Frame, dispatch_events, hook_error, outside_unit, run_hooks
+
+if TYPE_CHECKING:
+    from uow._retry import Attempts, Retry
 
 __all__ = ["UnitOfWork"]
 
@@ -350,6 +352,8 @@ class UnitOfWork(UnitCore):
         Raises:
             StateError: The unit is active already.
         """
+        from uow._retry import Attempts, Retry
+
         if self._session is not None:
             raise already_active()
         return Attempts(self, retry if retry is not None else Retry())
