@@ -27,8 +27,7 @@ from uow._retry import AsyncAttempts, Retry
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
 from uow._transaction import (
-    Frame,
-    dispatch_events_async,
+    after_commit_async,
     hook_error,
     outside_unit,
     run_hooks_async,
@@ -205,17 +204,7 @@ class AsyncUnitOfWork(UnitCore):
             guard.running = None
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
-            await self._after_commit(events, root)
-
-    async def _after_commit(self, events: list[object] | None, root: Frame | None) -> None:
-        failures: list[Exception] = []
-        with outside_unit():
-            if events and self._options.dispatch is not None:
-                await dispatch_events_async(self._options.dispatch, events, failures)
-            if root is not None:
-                await run_hooks_async(root.on_commit, failures, "after-commit")
-        if failures:
-            raise hook_error(failures, committed=True)
+            await after_commit_async(self._options.dispatch, events, root)
 
     async def rollback(self) -> None:
         """Discard pending changes and roll back the transaction; see `UnitOfWork.rollback()`.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 
 from sqlalchemy.orm import Session, object_session
 
@@ -77,8 +78,13 @@ def _sources(session: Session) -> list[object]:
 
 def take(session: Session) -> list[object]:
     """Remove the events recorded on the session's entities and return them in recording order."""
+    return take_from(_sources(session))
+
+
+def take_from(entities: Iterable[object]) -> list[object]:
+    """Remove the events recorded on `entities` and return them in recording order."""
     found: list[tuple[int, object]] = []
-    for entity in _sources(session):
+    for entity in entities:
         if isinstance(entity, HasEvents):
             recorded = entity.__dict__.get(_KEY)
             if recorded:
@@ -90,10 +96,19 @@ def take(session: Session) -> list[object]:
 
 def drop(session: Session, after: int = 0) -> None:
     """Forget the events the session's entities recorded with a number above `after`."""
-    for entity in _sources(session):
+    for entity in drop_from(_sources(session), after):
+        if object_session(entity) is session:
+            keep(session, entity)
+
+
+def drop_from(entities: Iterable[object], after: int = 0) -> list[HasEvents]:
+    """Forget the events `entities` recorded with a number above `after`; the entities with events left."""
+    remaining: list[HasEvents] = []
+    for entity in entities:
         if isinstance(entity, HasEvents):
             recorded = entity.__dict__.get(_KEY)
             if recorded:
                 recorded[:] = [item for item in recorded if item[0] <= after]
-                if recorded and object_session(entity) is session:
-                    keep(session, entity)
+                if recorded:
+                    remaining.append(entity)
+    return remaining

@@ -19,8 +19,7 @@ from uow._core import (
     warn_uncommitted,
 )
 from uow._errors import InvalidArgumentError, StateError
-from uow._events import _KEY as EVENTS_KEY
-from uow._events import HasEvents
+from uow._events import drop_from, take_from
 from uow._memory_repository import AsyncInMemoryRepository, InMemoryRepository, MemoryRepositoryCore, stand_in
 from uow._memory_transaction import Savepoint, Transaction
 from uow._repository import ENDED_SESSION, Repository
@@ -31,9 +30,9 @@ from uow._transaction import (
     Frames,
     Options,
     active_units,
+    after_commit,
+    after_commit_async,
     check_hook,
-    dispatch_events,
-    dispatch_events_async,
     hook_error,
     leave_unit,
     make_options,
@@ -161,7 +160,7 @@ class _MemoryUnitCore:
             raise read_only_refusal("commit() with changes in the session was")
         if self._options.dispatch is None:
             return None
-        return _take_events(transaction.entities())
+        return take_from(transaction.entities())
 
     def _check_rollback(self, transaction: Transaction) -> None:
         frames = self._frames
@@ -171,7 +170,7 @@ class _MemoryUnitCore:
 
     def _drop_events(self, transaction: Transaction, after: int = 0) -> None:
         if self._options.dispatch is not None:
-            _drop_events(transaction.entities(), after)
+            drop_from(transaction.entities(), after)
 
     def _end_transaction(self) -> Frame | None:
         frames = self._frames
@@ -195,28 +194,6 @@ class _MemoryUnitCore:
             repository = memory_base(transaction, target)
         self._repositories[target] = repository
         return repository
-
-
-def _take_events(entities: list[Any]) -> list[object]:
-    """Remove the events recorded on `entities` and return them in recording order."""
-    found: list[tuple[int, object]] = []
-    for entity in entities:
-        if isinstance(entity, HasEvents):
-            recorded = entity.__dict__.get(EVENTS_KEY)
-            if recorded:
-                found.extend(recorded)
-                recorded.clear()
-    found.sort(key=lambda item: item[0])
-    return [event for _, event in found]
-
-
-def _drop_events(entities: list[Any], after: int) -> None:
-    """Forget the events `entities` recorded with a number above `after`."""
-    for entity in entities:
-        if isinstance(entity, HasEvents):
-            recorded = entity.__dict__.get(EVENTS_KEY)
-            if recorded:
-                recorded[:] = [item for item in recorded if item[0] <= after]
 
 
 class InMemoryUnitOfWork(_MemoryUnitCore):
@@ -317,14 +294,7 @@ class InMemoryUnitOfWork(_MemoryUnitCore):
             raise
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
-            failures = []
-            with outside_unit():
-                if events and self._options.dispatch is not None:
-                    dispatch_events(self._options.dispatch, events, failures)
-                if root is not None:
-                    run_hooks(root.on_commit, failures, "after-commit")
-            if failures:
-                raise hook_error(failures, committed=True)
+            after_commit(self._options.dispatch, events, root)
 
     def rollback(self) -> None:
         """Discard uncommitted changes; objects read before show the committed values again.
@@ -486,14 +456,7 @@ class AsyncInMemoryUnitOfWork(_MemoryUnitCore):
             raise
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
-            failures = []
-            with outside_unit():
-                if events and self._options.dispatch is not None:
-                    await dispatch_events_async(self._options.dispatch, events, failures)
-                if root is not None:
-                    await run_hooks_async(root.on_commit, failures, "after-commit")
-            if failures:
-                raise hook_error(failures, committed=True)
+            await after_commit_async(self._options.dispatch, events, root)
 
     async def rollback(self) -> None:
         """Discard uncommitted changes; see `InMemoryUnitOfWork.rollback()`."""

@@ -202,6 +202,37 @@ async def dispatch_events_async(
             failures.append(exc)
 
 
+def after_commit(
+    dispatch: Callable[[Any], Any] | None, events: list[object] | None, root: Frame | None
+) -> None:
+    """Hand the events to `dispatch`, then run the root frame's on_commit hooks, outside the unit.
+
+    Every event and hook runs; their failures are raised together afterwards (the data is committed).
+    """
+    failures: list[Exception] = []
+    with outside_unit():
+        if events and dispatch is not None:
+            dispatch_events(dispatch, events, failures)
+        if root is not None:
+            run_hooks(root.on_commit, failures, "after-commit")
+    if failures:
+        raise hook_error(failures, committed=True)
+
+
+async def after_commit_async(
+    dispatch: Callable[[Any], Any] | None, events: list[object] | None, root: Frame | None
+) -> None:
+    """As `after_commit`, awaiting coroutine handlers and hooks."""
+    failures: list[Exception] = []
+    with outside_unit():
+        if events and dispatch is not None:
+            await dispatch_events_async(dispatch, events, failures)
+        if root is not None:
+            await run_hooks_async(root.on_commit, failures, "after-commit")
+    if failures:
+        raise hook_error(failures, committed=True)
+
+
 def _failed(
     fn: Callable[[], Any], robust: bool, exc: Exception, failures: list[Exception], stage: str
 ) -> None:

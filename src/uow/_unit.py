@@ -25,7 +25,7 @@ from uow._core import (
 from uow._repository import Repository
 from uow._session import discard_connections, uncommitted_work
 from uow._sqlite import check_savepoints
-from uow._transaction import Frame, dispatch_events, hook_error, outside_unit, run_hooks
+from uow._transaction import after_commit, hook_error, outside_unit, run_hooks
 
 if TYPE_CHECKING:
     from uow._retry import Attempts, Retry
@@ -186,17 +186,7 @@ class UnitOfWork(UnitCore):
             raise
         root = self._end_transaction()
         if events or (root is not None and root.on_commit):
-            self._after_commit(events, root)
-
-    def _after_commit(self, events: list[object] | None, root: Frame | None) -> None:
-        failures: list[Exception] = []
-        with outside_unit():
-            if events and self._options.dispatch is not None:
-                dispatch_events(self._options.dispatch, events, failures)
-            if root is not None:
-                run_hooks(root.on_commit, failures, "after-commit")
-        if failures:
-            raise hook_error(failures, committed=True)
+            after_commit(self._options.dispatch, events, root)
 
     def rollback(self) -> None:
         """Discard pending changes and roll back the transaction; the unit stays active.
