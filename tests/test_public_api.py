@@ -87,15 +87,15 @@ def test_the_package_ships_its_type_information() -> None:
     assert files("uow").joinpath("py.typed").is_file()
 
 
-def test_importing_uow_loads_the_async_and_retry_parts_only_when_used() -> None:
+def test_importing_uow_loads_neither_sqlalchemys_asyncio_extension_nor_the_protocols() -> None:
     import subprocess
     import sys
 
     probe = (
         "import sys, uow; "
-        "print(sorted(m for m in ('uow._async_unit', 'uow._retry', 'uow._protocols') if m in sys.modules)); "
-        "uow.Retry; uow.AsyncUnitOfWork; "
-        "print(sorted(m for m in ('uow._async_unit', 'uow._retry') if m in sys.modules))"
+        "print(sorted(m for m in ('sqlalchemy.ext.asyncio', 'uow._protocols') if m in sys.modules)); "
+        "uow.UnitOfWorkProtocol; "
+        "print(sorted(m for m in ('sqlalchemy.ext.asyncio', 'uow._protocols') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stdout.splitlines() == ["[]", "['uow._async_unit', 'uow._retry']"]
+    assert result.stdout.splitlines() == ["[]", "['uow._protocols']"]

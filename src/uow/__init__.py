@@ -31,25 +31,25 @@ from uow._unit import UnitOfWork
 
 if TYPE_CHECKING:
     from uow._async_repository import AsyncRepository
-    from uow._async_unit import AsyncUnitOfWork
     from uow._protocols import (
         AsyncRepositoryProtocol,
         AsyncUnitOfWorkProtocol,
         RepositoryProtocol,
         UnitOfWorkProtocol,
     )
-    from uow._retry import AsyncAttempt, AsyncAttempts, Attempt, Attempts, Retry
+    from uow._retry import Retry
+    from uow._unit import AsyncAttempt, AsyncAttempts, AsyncUnitOfWork, Attempt, Attempts
 
 # Loaded on first use, so that `import uow` costs little more than `import sqlalchemy.orm`.
 _LAZY = {
-    "AsyncAttempt": "uow._retry",
-    "AsyncAttempts": "uow._retry",
+    "AsyncAttempt": "uow._unit",
+    "AsyncAttempts": "uow._unit",
     "AsyncRepository": "uow._async_repository",
     "AsyncRepositoryProtocol": "uow._protocols",
-    "AsyncUnitOfWork": "uow._async_unit",
+    "AsyncUnitOfWork": "uow._unit",
     "AsyncUnitOfWorkProtocol": "uow._protocols",
-    "Attempt": "uow._retry",
-    "Attempts": "uow._retry",
+    "Attempt": "uow._unit",
+    "Attempts": "uow._unit",
     "RepositoryProtocol": "uow._protocols",
     "Retry": "uow._retry",
     "UnitOfWorkProtocol": "uow._protocols",

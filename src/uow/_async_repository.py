@@ -9,8 +9,8 @@ from sqlalchemy import ColumnElement
 from sqlalchemy import exc as sa_exc
 
 from uow._errors import MultipleResultsError, NotFoundError, StateError
+from uow._listeners import mark_written
 from uow._repository import OrderBy, _RepositoryCore, raise_translated
-from uow._session import mark_written
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,6 +36,17 @@ class CallGuard:
                 "starting the next, or give each concurrent task a unit of its own"
             )
         self.running = action
+
+    def call(self, action: str) -> CallGuard:
+        """`with guard.call("commit()"):` runs one call, refusing any other meanwhile."""
+        self.enter(action)
+        return self
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.running = None
 
 
 class AsyncRepository(_RepositoryCore[T]):

@@ -19,7 +19,7 @@ from uow._errors import (
     NotFoundError,
     StateError,
 )
-from uow._session import mark_written
+from uow._listeners import mark_written
 
 __all__ = ["OrderBy", "Repository"]
 

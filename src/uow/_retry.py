@@ -8,19 +8,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
 
 from uow._classify import is_transient
 from uow._errors import CommitOutcomeUnknownError, InvalidArgumentError, TransientError
 
-if TYPE_CHECKING:
-    from uow._async_unit import AsyncUnitOfWork
-    from uow._unit import UnitOfWork
-
-__all__ = ["AsyncAttempt", "AsyncAttempts", "Attempt", "Attempts", "Retry"]
+__all__ = ["Loop", "Retry", "exhausted"]
 
 logger = logging.getLogger("uow")
 
@@ -84,103 +79,37 @@ class Retry:
         return is_transient(error) or (self.transient is not None and self.transient(error))
 
 
-class _AttemptCore(Generic[U]):
-    __slots__ = ("_committed", "_in_flight", "_retry", "_unit", "failure", "number")
+def swallows(retry: Retry, error: BaseException | None, *, committed: bool, in_flight: bool) -> bool:
+    """Whether an attempt that ended with `error` is to be run again.
 
-    def __init__(self, unit: U, number: int, retry: Retry) -> None:
-        self._unit = unit
-        self._retry = retry
-        self._committed = False
-        self._in_flight = False
-        self.number = number
-        """This attempt's number: 1 for the first."""
-        self.failure: BaseException | None = None
-        """The transient error that ended this attempt, to be retried; `None` otherwise."""
-
-    def _note_commits(self, unit: Any) -> None:
-        # Once a commit succeeded, running the work again could apply it twice; a COMMIT sent but not
-        # completed when the connection dropped has an unknown outcome (even through unit.session).
-        self._committed = unit._commits_done > 0
-        self._in_flight = unit._commits_sent > unit._commits_done
-
-    def _judge(self, exc: BaseException | None) -> bool:
-        """Whether to swallow `exc` (the block's exception) so that the next attempt can run."""
-        if exc is None or self._committed or not self._retry.retries(exc):
-            return False
-        if self._in_flight and getattr(exc, "connection_invalidated", False):
-            return False
-        self.failure = exc
-        return True
+    Never once the attempt committed (running its work again could apply it twice), nor when a COMMIT
+    was cut off with the connection (its outcome is unknown), even when the commit went through
+    `unit.session`.
+    """
+    if error is None or committed or not retry.retries(error):
+        return False
+    return not (in_flight and getattr(error, "connection_invalidated", False))
 
 
-class Attempt(_AttemptCore["UnitOfWork"]):
-    """One attempt of a unit run with retries; `with attempt as unit:` runs it.
+class Loop:
+    """The bookkeeping of a retry loop: which attempt comes next, and what to raise at the end.
 
-    A transient error that ends the block is swallowed and the loop goes on to the next attempt;
-    anything else propagates at once.
+    The sync and async attempt iterators only sleep for the pause it returns.
     """
 
-    __slots__ = ()
-
-    def __enter__(self) -> UnitOfWork:
-        unit = self._unit
-        unit.__enter__()
-        unit._attempt = self.number
-        return unit
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        unit = self._unit
-        self._note_commits(unit)
-        unit._attempt = None
-        unit.__exit__(exc_type, exc, traceback)
-        return self._judge(exc)
-
-
-class AsyncAttempt(_AttemptCore["AsyncUnitOfWork"]):
-    """One attempt of an async unit run with retries; `async with attempt as unit:` runs it."""
-
-    __slots__ = ()
-
-    async def __aenter__(self) -> AsyncUnitOfWork:
-        unit = self._unit
-        await unit.__aenter__()
-        unit._attempt = self.number
-        return unit
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool:
-        unit = self._unit
-        self._note_commits(unit)
-        unit._attempt = None
-        await unit.__aexit__(exc_type, exc, traceback)
-        return self._judge(exc)
-
-
-class _Loop:
-    """The bookkeeping of a retry loop: which attempt comes next, and what to raise at the end."""
-
-    __slots__ = ("current", "number", "retry")
+    __slots__ = ("failure", "number", "retry")
 
     def __init__(self, retry: Retry) -> None:
         self.retry = retry
         self.number = 0
-        self.current: _AttemptCore[Any] | None = None
+        self.failure: BaseException | None = None
+        """The transient error that ended the last attempt, to be retried; `None` otherwise."""
 
     def pause(self) -> float | None:
         """The pause before the next attempt; `None` when the loop is over. Raises when out of tries."""
-        current = self.current
-        if current is None:
+        if self.number == 0:
             return 0.0
-        failure = current.failure
+        failure = self.failure
         if failure is None:
             return None
         if self.number >= self.retry.attempts:
@@ -189,55 +118,18 @@ class _Loop:
         logger.info("attempt %d failed with %r; retrying in %.3f s", self.number, failure, delay)
         return delay
 
+    def next(self) -> int:
+        """Start the next attempt; its number."""
+        self.failure = None
+        self.number += 1
+        return self.number
 
-class Attempts:
-    """The attempts of a unit run with retries: `for attempt in unit.attempts(retry): ...`."""
-
-    __slots__ = ("_loop", "_unit")
-
-    def __init__(self, unit: UnitOfWork, retry: Retry) -> None:
-        self._unit = unit
-        self._loop = _Loop(retry)
-
-    def __iter__(self) -> Attempts:
-        return self
-
-    def __next__(self) -> Attempt:
-        loop = self._loop
-        delay = loop.pause()
-        if delay is None:
-            raise StopIteration
-        if delay:
-            loop.retry.sleep(delay)
-        loop.number += 1
-        attempt = Attempt(self._unit, loop.number, loop.retry)
-        loop.current = attempt
-        return attempt
-
-
-class AsyncAttempts:
-    """The attempts of an async unit: `async for attempt in unit.attempts(retry): ...`."""
-
-    __slots__ = ("_loop", "_unit")
-
-    def __init__(self, unit: AsyncUnitOfWork, retry: Retry) -> None:
-        self._unit = unit
-        self._loop = _Loop(retry)
-
-    def __aiter__(self) -> AsyncAttempts:
-        return self
-
-    async def __anext__(self) -> AsyncAttempt:
-        loop = self._loop
-        delay = loop.pause()
-        if delay is None:
-            raise StopAsyncIteration
-        if delay:
-            await loop.retry.async_sleep(delay)
-        loop.number += 1
-        attempt = AsyncAttempt(self._unit, loop.number, loop.retry)
-        loop.current = attempt
-        return attempt
+    def ended(self, error: BaseException | None, *, committed: bool, in_flight: bool) -> bool:
+        """Record how an attempt ended; whether its error is swallowed for another attempt."""
+        if not swallows(self.retry, error, committed=committed, in_flight=in_flight):
+            return False
+        self.failure = error
+        return True
 
 
 def exhausted(failure: BaseException, attempts: int) -> BaseException:

@@ -56,17 +56,23 @@ def _begin(connection: Connection) -> None:
 
 
 def check_savepoints(session: Session) -> None:
-    """Refuse to open a savepoint where SQLite would silently lose the transaction's atomicity."""
+    """Refuse to open a savepoint where SQLite would silently lose the transaction's atomicity.
+
+    A savepoint is atomic when the driver's connection is really inside a transaction as it is set:
+    on an engine set up with [`configure_sqlite()`][uow.configure_sqlite] or SQLAlchemy's own recipe
+    (`BEGIN` sent as SQLAlchemy begins), with Python 3.12's `autocommit=False`, or after the
+    driver began a transaction for an earlier write. Otherwise `SAVEPOINT` would start a transaction
+    of its own that `RELEASE` commits.
+    """
     bind = session.get_bind()
-    engine = bind.engine if isinstance(bind, Connection) else bind
-    dialect = engine.dialect
-    if dialect.name != "sqlite" or dialect in _configured:
+    if bind.dialect.name != "sqlite":
         return
-    dbapi_connection = session.connection().connection.dbapi_connection
-    if getattr(dbapi_connection, "autocommit", None) is False:
+    driver_connection = session.connection().connection.driver_connection
+    if getattr(driver_connection, "in_transaction", True):
         return
     raise StateError(
-        "savepoints on this SQLite engine would not be atomic: the sqlite3 driver's default "
-        "transaction handling sends no BEGIN before SAVEPOINT, so rolling back the unit would not "
-        "undo released savepoints. Call uow.configure_sqlite(engine) right after create_engine()"
+        "a savepoint here would not be atomic: the sqlite3 driver has not begun a transaction yet "
+        "(its default transaction handling sends no BEGIN before SAVEPOINT), so releasing the "
+        "savepoint would commit its work. Call uow.configure_sqlite(engine) right after "
+        "create_engine(), or apply SQLAlchemy's SQLite transaction recipe"
     )

@@ -1,11 +1,9 @@
 """Test helpers for applications built on uow: fakes, a pytest plugin, and fault injection.
 
-- `InMemoryUnitOfWork` and `AsyncInMemoryUnitOfWork` stand in for the real units in
-  fast unit tests. They keep the real units' rules (explicit commit, rollback on exit, the same
-  warning and errors, savepoints, hooks and domain events) on an `InMemoryStore` that units
-  share. Their repositories,
-  `InMemoryRepository` and `AsyncInMemoryRepository`, evaluate filters in Python and
-  refuse, with `UnsupportedExpressionError`, any filter they cannot evaluate faithfully.
+- `InMemoryUnitOfWork` and `AsyncInMemoryUnitOfWork` are the real units on an `InMemoryStore`:
+  an in-memory SQLite database that the units given the same store share, for fast tests with no
+  server. Their repositories, `InMemoryRepository` and `AsyncInMemoryRepository`, are the real
+  `Repository` and `AsyncRepository`.
 - The pytest plugin `uow` (loaded automatically once uow is installed; inert until its fixtures
   are used) gives integration tests session factories whose units commit into savepoints of an
   outer transaction that is rolled back after each test: `uow_session_factory` and
@@ -21,12 +19,16 @@ both the real and the in-memory units.
 
 from __future__ import annotations
 
-from uow._evaluate import UnsupportedExpressionError
 from uow._faults import Fault, FaultKind, fail_commit, fail_statement
-from uow._memory_repository import AsyncInMemoryRepository, InMemoryRepository
-from uow._memory_unit import AsyncInMemoryUnitOfWork, InMemoryUnitOfWork
+from uow._memory import (
+    AsyncInMemoryRepository,
+    AsyncInMemoryUnitOfWork,
+    InMemoryRepository,
+    InMemoryStore,
+    InMemoryUnitOfWork,
+    UnsupportedSchemaError,
+)
 from uow._rollback import rolled_back_async_sessions, rolled_back_sessions
-from uow._store import InMemoryStore
 
 __all__ = [
     "AsyncInMemoryRepository",
@@ -36,7 +38,7 @@ __all__ = [
     "InMemoryRepository",
     "InMemoryStore",
     "InMemoryUnitOfWork",
-    "UnsupportedExpressionError",
+    "UnsupportedSchemaError",
     "fail_commit",
     "fail_statement",
     "rolled_back_async_sessions",

@@ -15,8 +15,10 @@ import pytest
 
 from tests.conftest import BACKENDS, Backend, _make_backend, release_backend
 from tests.drivers import Flavour
+from tests.models import Base
 from tests.testing.world import World
 from uow import configure_sqlite
+from uow.examples.users import Base as ExampleBase
 from uow.testing import InMemoryStore
 
 WORLDS = [f"{name}-{flavour}" for name in ["memory", *BACKENDS] for flavour in ("sync", "async")]
@@ -50,7 +52,7 @@ def world(
     name, _, flavour_name = request.param.rpartition("-")
     loop = runner if flavour_name == "async" else None
     if name == "memory":
-        yield World(request.param, loop, store=InMemoryStore())
+        yield World(request.param, loop, store=InMemoryStore(Base, ExampleBase))
         return
     backend = _backend(name, _contract_backends, tmp_path_factory)
     engine = backend.engines.get(flavour_name)

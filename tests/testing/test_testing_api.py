@@ -17,7 +17,7 @@ def test_the_testing_names_are_pinned() -> None:
         "InMemoryRepository",
         "InMemoryStore",
         "InMemoryUnitOfWork",
-        "UnsupportedExpressionError",
+        "UnsupportedSchemaError",
         "fail_commit",
         "fail_statement",
         "rolled_back_async_sessions",
@@ -27,8 +27,8 @@ def test_the_testing_names_are_pinned() -> None:
         assert getattr(uow.testing, name) is not None
 
 
-def test_an_unsupported_expression_is_an_invalid_argument() -> None:
-    assert issubclass(uow.testing.UnsupportedExpressionError, uow.InvalidArgumentError)
+def test_an_unsupported_schema_is_an_invalid_argument() -> None:
+    assert issubclass(uow.testing.UnsupportedSchemaError, uow.InvalidArgumentError)
 
 
 def test_the_plugin_is_registered_with_pytest_under_the_name_uow() -> None:
