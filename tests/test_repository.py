@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, select
+from sqlalchemy.orm import Session, registry
 
 import uow
 from tests.conftest import Backend
@@ -106,6 +106,75 @@ def test_a_repository_can_be_built_on_a_plain_session(backend: Backend) -> None:
     with Session(backend.check) as session:
         assert UserRepository(session).get_one("1").name == "ann"
         assert uow.Repository(session, User).count() == 1
+
+
+class Plain:
+    """A domain class that knows nothing of SQLAlchemy, mapped imperatively (ports and adapters)."""
+
+    def __init__(self, id: int, name: str) -> None:
+        self.id = id
+        self.name = name
+
+
+@pytest.fixture
+def map_plain(backend: Backend) -> Iterator[Any]:
+    """Maps `Plain` with `registry.map_imperatively()` on fresh table and registry objects each call.
+
+    The table is created on the backend at the first call and dropped after the test, when every
+    mapping made is disposed of.
+    """
+    registries: list[registry] = []
+
+    def map_it() -> tuple[registry, Table]:
+        metadata = MetaData()
+        table = Table(
+            "uow_plain",
+            metadata,
+            Column("id", Integer, primary_key=True, autoincrement=False),
+            Column("name", String(20)),
+        )
+        mapper_registry = registry(metadata=metadata)
+        mapper_registry.map_imperatively(Plain, table)
+        if not registries:
+            metadata.drop_all(backend.check)
+            metadata.create_all(backend.check)
+        registries.append(mapper_registry)
+        return mapper_registry, table
+
+    yield map_it
+    for mapper_registry in registries:
+        mapper_registry.dispose()
+    if registries:
+        registries[-1].metadata.drop_all(backend.check)
+
+
+def test_a_class_mapped_again_after_its_mappers_were_cleared_works_in_a_repository(
+    flavour: Flavour, backend: Backend, map_plain: Any
+) -> None:
+    first, _ = map_plain()
+    with flavour.unit() as unit:
+        unit.repository(Plain).insert_many([{"id": 1, "name": "ann"}])
+        assert [plain.name for plain in unit.repository(Plain).list()] == ["ann"]
+        unit.commit()
+
+    # What clear_mappers() does to every registry; called for all of them it would also unmap the
+    # declarative models the other specifications use.
+    first.dispose()
+    _, table = map_plain()
+
+    with flavour.unit() as unit:
+        plains = unit.repository(Plain)
+        assert [(plain.id, plain.name) for plain in plains.list(order_by="id")] == [(1, "ann")]
+        assert plains.get_one(1).name == "ann"
+        assert plains.count(name="ann") == 1
+        assert plains.insert_many([{"id": 2, "name": "ben"}]) == 1
+        unit.commit()
+
+    with backend.check.connect() as connection:
+        assert connection.execute(select(table.c.id, table.c.name).order_by(table.c.id)).all() == [
+            (1, "ann"),
+            (2, "ben"),
+        ]
 
 
 # -- writes -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar, cast
 from sqlalchemy import ColumnElement, Insert, Select, Table, func, insert, inspect, literal, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Mapper, QueryableAttribute, Session
+from sqlalchemy.orm.instrumentation import ClassManager
 
 from uow._classify import translate
 from uow._errors import (
@@ -33,9 +34,11 @@ expression (`User.name`, `User.name.desc()`), or a sequence of these."""
 
 @dataclass(frozen=True, slots=True)
 class _Model:
-    """What a repository needs to know about its mapped class, worked out once per class."""
+    """What a repository needs to know about its mapped class, worked out once per mapping of it."""
 
     cls: type[Any]
+    mapper: Mapper[Any]
+    manager: ClassManager[Any]
     columns: dict[str, QueryableAttribute[Any]]
     select: Select[Any]
     count: Select[Any]
@@ -53,8 +56,14 @@ _MODELS: dict[type[Any], _Model] = {}
 
 
 def _model_of(cls: Any) -> _Model:
+    """What a repository needs to know about mapped class `cls`, from the cache while still valid.
+
+    A cached entry is valid while the mapper it was built from still maps the class:
+    `clear_mappers()` or `registry.dispose()` detach the class's manager from that mapper, and a
+    class mapped again after that gets a new manager and a new mapper, so the entry is built anew.
+    """
     model = _MODELS.get(cls)
-    if model is not None:
+    if model is not None and model.manager.mapper is model.mapper:
         return model
     mapper: object = inspect(cls, raiseerr=False) if isinstance(cls, type) else None
     if not isinstance(mapper, Mapper) or mapper.class_ is not cls:
@@ -78,6 +87,8 @@ def _model_of(cls: Any) -> _Model:
     renames = {field: key for field, key in (insert_keys or {}).items() if field != key}
     model = _Model(
         cls=cls,
+        mapper=mapper,
+        manager=mapper.class_manager,
         columns=columns,
         select=select(cls),
         count=select(func.count()).select_from(cls),
