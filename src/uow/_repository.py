@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Insert, Select, Table, func, insert, inspect, literal, select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.default import StrCompileDialect
 from sqlalchemy.orm import Mapper, QueryableAttribute, Session
 from sqlalchemy.orm.instrumentation import ClassManager
 
@@ -106,6 +108,22 @@ def raise_translated(error: sa_exc.DBAPIError) -> NoReturn:
     if translated is None:
         raise error
     raise translated from error
+
+
+_PLACEHOLDERS = StrCompileDialect(paramstyle="qmark")
+_EXPANDING = re.compile(r"__\[POSTCOMPILE_\w+\]")
+
+
+def _shape(clause: ColumnElement[Any]) -> str:
+    """A filter as SQL with every value as `?`, for error messages that must not echo what was searched.
+
+    `IN` lists show as `IN (?)`, values rendered at execution (`literal_execute`) as `?`.
+    """
+    try:
+        text = str(clause.compile(dialect=_PLACEHOLDERS))
+    except Exception:  # an expression that even the string compiler cannot render
+        return "an expression"
+    return " ".join(_EXPANDING.sub("?", text).split())
 
 
 def _render(clause: ColumnElement[Any]) -> str:
@@ -310,12 +328,16 @@ class _RepositoryCore(Generic[T]):
         return select(statement.exists())
 
     def _describe(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> str:
-        parts = [_render(clause) for clause in where]
-        parts.extend(f"{name}={value!r}" for name, value in equals.items())
-        return ", ".join(parts) if parts else "no criteria"
+        """What a lookup searched for, by field and expression, never by value (`owner=?`)."""
+        parts = [_shape(clause) for clause in where]
+        parts.extend(f"{name}=?" for name in equals)
+        return ", ".join(parts)
 
     def _not_found(self, ident: Any) -> NotFoundError:
-        return NotFoundError(self.model, f"identity {ident!r}")
+        """The error of `get_one(ident)`: it names the primary key's fields, not `ident`."""
+        mapper = self._info.mapper
+        names = (mapper.get_property_by_column(column).key for column in mapper.primary_key)
+        return NotFoundError(self.model, ", ".join(f"{name}=?" for name in names))
 
 
 class Repository(_RepositoryCore[T]):
@@ -461,7 +483,8 @@ class Repository(_RepositoryCore[T]):
         """The object with primary key `ident`.
 
         Raises:
-            NotFoundError: There is none; the message names the model and the identity.
+            NotFoundError: There is none; the message names the model and its primary-key fields,
+                never the value of `ident`.
         """
         obj = self.get(ident)
         if obj is None:
