@@ -662,6 +662,44 @@ def test_a_limit_or_offset_that_is_not_a_non_negative_int_is_refused(
         unit.repository(Account).list(**{argument: value})
 
 
+@pytest.mark.parametrize(
+    ("method", "arguments"),
+    [
+        ("list", {"limit": 2**63}),
+        ("list", {"offset": 2**63}),
+        ("list", {"limit": 10**20, "offset": 0}),
+        ("stream", {"batch_size": 2**31}),
+        ("stream", {"batch_size": 10**20}),
+    ],
+    ids=str,
+)
+def test_paging_values_beyond_what_every_backend_takes_are_refused_before_any_sql(
+    flavour: Flavour, accounts: Backend, method: str, arguments: dict[str, int]
+) -> None:
+    with flavour.unit() as unit:
+        repository = unit.repository(Account)
+        with recorded_statements(flavour) as sent, pytest.raises(uow.InvalidArgumentError) as caught:
+            getattr(repository, method)(order_by="id", **arguments)
+        assert sent == []
+        assert str(caught.value).startswith(f"{next(iter(arguments))} for Account must be")
+
+        assert ids(repository.list(order_by="id")) == [1, 2, 3, 4, 5]
+        repository.add(Account(id=6, owner="fay"))
+        unit.commit()
+
+    assert len(accounts.accounts()) == 6
+
+
+def test_the_largest_paging_values_every_backend_takes_are_accepted(
+    flavour: Flavour, accounts: Backend
+) -> None:
+    with flavour.unit() as unit:
+        repository = unit.repository(Account)
+        assert ids(repository.list(order_by="id", limit=2**63 - 1)) == [1, 2, 3, 4, 5]
+        assert repository.list(order_by="id", limit=1, offset=2**63 - 1) == []
+        assert ids(repository.stream(order_by="id", batch_size=2**31 - 1)) == [1, 2, 3, 4, 5]
+
+
 def test_unit_driver_is_the_real_flavour(flavour: Flavour, backend: Backend) -> None:
     with flavour.unit() as unit:
         assert isinstance(unit, UnitDriver)

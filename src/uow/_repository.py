@@ -28,6 +28,11 @@ __all__ = ["OrderBy", "Repository"]
 
 T = TypeVar("T")
 
+MAX_INT64 = 2**63 - 1
+"""The largest `limit` and `offset`: what a 64-bit signed integer holds, as every backend takes."""
+MAX_INT32 = 2**31 - 1
+"""The largest `batch_size`: SQLite's driver and PostgreSQL's `FETCH` take a 32-bit signed count."""
+
 OrderItem: TypeAlias = "str | ColumnElement[Any] | QueryableAttribute[Any]"
 OrderBy: TypeAlias = "OrderItem | Sequence[OrderItem] | None"
 """What `order_by` accepts: a field name (`"name"`, `"-name"` for descending), a column
@@ -282,15 +287,27 @@ class _RepositoryCore(Generic[T]):
                 )
         return ordering
 
-    @staticmethod
-    def _check_count(name: str, value: int | None) -> None:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise InvalidArgumentError(f"{name} must be a non-negative int or None, got {value!r}")
+    def _check_count(self, name: str, value: int | None) -> None:
+        """Refuse a `limit` or `offset` that is not None or an int that every backend takes."""
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INT64
+        ):
+            raise InvalidArgumentError(
+                f"{name} for {self._info.name} must be None or an int from 0 to 2**63 - 1 "
+                f"(a 64-bit signed integer), got {value!r}"
+            )
 
-    @staticmethod
-    def _check_batch(batch_size: int) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
+    def _check_batch(self, batch_size: int) -> None:
+        """Refuse a `batch_size` that is not a positive int that every backend takes."""
+        if (
+            not isinstance(batch_size, int)
+            or isinstance(batch_size, bool)
+            or not 1 <= batch_size <= MAX_INT32
+        ):
+            raise InvalidArgumentError(
+                f"batch_size for {self._info.name} must be an int from 1 to 2**31 - 1 "
+                f"(a 32-bit signed integer), got {batch_size!r}"
+            )
 
     # -- statements -----------------------------------------------------------------------------
 
