@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, delete, make_url, select
+from sqlalchemy import Engine, create_engine, delete, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
@@ -112,6 +112,42 @@ def _private_database(url: str, name: str) -> tuple[str, Callable[[], None]]:
     return server.set(database=database).render_as_string(hide_password=False), drop
 
 
+def _database_is_missing(url: str, name: str) -> bool:
+    """Whether the server at ``url`` answers, from its maintenance database, that it lacks the URL's.
+
+    Asked of the server's catalog, since psycopg gives no SQLSTATE for a failed connection.
+    """
+    server = make_url(url)
+    maintenance, catalog = (
+        ("postgres", "SELECT count(*) FROM pg_database WHERE datname = :name")
+        if name == "postgresql"
+        else ("information_schema", "SELECT count(*) FROM schemata WHERE schema_name = :name")
+    )
+    engine = create_engine(server.set(database=maintenance), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(text(catalog), {"name": server.database}) == 0
+    except Exception:  # the server is unreachable after all
+        return False
+    finally:
+        engine.dispose()
+
+
+def _missing_database_message(name: str, url: str) -> str:
+    server = make_url(url)
+    database, host, user = server.database, server.host, server.username
+    port = server.port or (5432 if name == "postgresql" else 3306)
+    command = (
+        f"createdb -h {host} -p {port} -U {user} {database}"
+        if name == "postgresql"
+        else f"mariadb -h {host} -P {port} -u {user} -e 'CREATE DATABASE {database}'"
+    )
+    return (
+        f"{name}: database {database!r} does not exist on the server at {host}:{port}; "
+        f"create it with {command} (each run connects to it to make a private database of its own)"
+    )
+
+
 def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
     keep: list[Any] = []
     if name == "sqlite-memory":
@@ -141,6 +177,8 @@ def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
             url, drop = _private_database(url, name)
         except Exception as exc:
             message = f"{name} at {make_url(url)!r} is unreachable: {exc}"
+            if _database_is_missing(url, name):
+                message = _missing_database_message(name, url)
             if name in required_backends():
                 pytest.fail(message, pytrace=False)
             pytest.skip(message)

@@ -153,3 +153,86 @@ def test_a_bad_url_or_unreachable_server_gives_one_line_and_a_nonzero_exit(
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *parts: str) -> None:
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    for part in parts:
+        assert part in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite://",
+        "postgresql+asyncpg://postgres@127.0.0.1:1/uow",
+        "mysql+aiomysql://root@127.0.0.1:1/uow",
+    ],
+    ids=["sqlite", "postgresql", "mariadb"],
+)
+def test_an_async_url_without_async_asks_for_async_in_one_line(url: str) -> None:
+    result = run_example("--url", url)
+
+    assert_one_line_error(result, "is an async driver: add --async")
+
+
+@pytest.mark.parametrize(
+    ("url", "problem", "needed"),
+    [
+        (
+            "sqlite://",
+            "sqlite+pysqlite is a sync driver",
+            "sqlite needs an async driver such as sqlite+aiosqlite",
+        ),
+        (
+            "mysql+pymysql://root@127.0.0.1:1/uow",
+            "mysql+pymysql is a sync driver",
+            "mysql needs an async driver such as mysql+aiomysql",
+        ),
+        (
+            "postgresql+psycopg2://postgres@127.0.0.1:1/uow",
+            "psycopg2 is not installed",
+            "postgresql needs an async driver such as postgresql+asyncpg",
+        ),
+    ],
+    ids=["sqlite", "mariadb", "postgresql"],
+)
+def test_async_with_a_sync_driver_names_the_async_driver_the_url_needs(
+    url: str, problem: str, needed: str
+) -> None:
+    result = run_example("--async", "--url", url)
+
+    assert_one_line_error(result, f"--async: {problem}", needed)
+
+
+@pytest.mark.parametrize(
+    ("missing", "arguments", "needed"),
+    [
+        ("greenlet", ["--async"], "sqlite needs an async driver such as sqlite+aiosqlite"),
+        (
+            "asyncpg",
+            ["--async", "--url", "postgresql+asyncpg://postgres@127.0.0.1:1/uow"],
+            "postgresql needs an async driver such as postgresql+asyncpg (pip install 'uow[asyncpg]')",
+        ),
+        (
+            "aiomysql",
+            ["--async", "--url", "mysql+aiomysql://root@127.0.0.1:1/uow"],
+            "mysql needs an async driver such as mysql+aiomysql (pip install 'uow[aiomysql]')",
+        ),
+    ],
+    ids=["greenlet", "asyncpg", "aiomysql"],
+)
+def test_async_without_greenlet_or_the_driver_names_the_driver_to_install(
+    missing: str, arguments: list[str], needed: str
+) -> None:
+    """`missing` is made impossible to import, as if it were not installed."""
+    program = (
+        f"import sys; sys.modules[{missing!r}] = None; "
+        f"from uow.examples.users import main; sys.exit(main({arguments!r}))"
+    )
+    result = run_python("-c", program)
+
+    assert_one_line_error(result, f"--async: {missing} is not installed", needed)

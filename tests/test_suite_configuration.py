@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+
+import pytest
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).parent.parent
 ONE_POSTGRESQL_TEST = (
@@ -13,7 +17,12 @@ ONE_POSTGRESQL_TEST = (
 )
 
 
-def run_suite(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+ONE_MARIADB_TEST = "tests/test_state_errors.py::test_a_unit_is_active_only_inside_its_block[mariadb-sync]"
+
+
+def run_suite(
+    environment: dict[str, str], test: str = ONE_POSTGRESQL_TEST
+) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -21,7 +30,7 @@ def run_suite(environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
     }
     env.update(environment)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", ONE_POSTGRESQL_TEST],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -63,3 +72,26 @@ def test_forbidding_skips_turns_a_skip_into_a_failed_run() -> None:
 
     assert result.returncode != 0
     assert "skipped while UOW_TEST_FORBID_SKIPS=1" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("server", "variable", "test"),
+    [
+        ("postgresql", "UOW_TEST_POSTGRESQL_URL", ONE_POSTGRESQL_TEST),
+        ("mariadb", "UOW_TEST_MARIADB_URL", ONE_MARIADB_TEST),
+    ],
+)
+def test_a_missing_database_on_a_reachable_server_is_named_with_how_to_create_it(
+    server: str, variable: str, test: str
+) -> None:
+    if not os.environ.get(variable):
+        pytest.skip(f"{server}: set {variable} to run the tests on it")
+    database = f"uow_missing_{uuid.uuid4().hex[:8]}"
+    url = make_url(os.environ[variable]).set(database=database).render_as_string(hide_password=False)
+
+    result = run_suite({variable: url, "UOW_TEST_REQUIRE": server}, test)
+
+    assert result.returncode != 0
+    assert f"{server}: database '{database}' does not exist on the server" in result.stdout
+    assert "create it with" in result.stdout
+    assert "unreachable" not in result.stdout

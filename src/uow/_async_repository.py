@@ -183,7 +183,8 @@ class AsyncRepository(_RepositoryCore[T]):
         """The object with primary key `ident`.
 
         Raises:
-            NotFoundError: There is none; the message names the model and the identity.
+            NotFoundError: There is none; the message names the model and its primary-key fields,
+                never the value of `ident`.
         """
         obj = await self.get(ident)
         if obj is None:

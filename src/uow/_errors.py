@@ -65,32 +65,43 @@ class StateError(UnitOfWorkError, RuntimeError):
     """
 
 
+def _searched(criteria: str) -> str:
+    return f" for {criteria}" if criteria else ""
+
+
 class NotFoundError(UnitOfWorkError, LookupError):
     """A lookup that must find exactly one object found none.
 
+    The message names the model and the fields searched, never the values searched for, which
+    may be personal data or secrets: `no User found for email=?`.
+
     Attributes:
         model: The mapped class that was searched.
-        criteria: A readable description of what was searched for.
+        criteria: What was searched for, by field and expression, with every value shown as `?`
+            (`id=?`, `users.name LIKE ?`); empty when nothing narrowed the search.
     """
 
     def __init__(self, model: type[Any], criteria: str) -> None:
         self.model = model
         self.criteria = criteria
-        super().__init__(f"no {model.__name__} found for {criteria}")
+        super().__init__(f"no {model.__name__} found{_searched(criteria)}")
 
 
 class MultipleResultsError(UnitOfWorkError, LookupError):
     """A lookup that must find exactly one object found several.
 
+    Like `NotFoundError`, the message names the fields searched, never the values.
+
     Attributes:
         model: The mapped class that was searched.
-        criteria: A readable description of what was searched for.
+        criteria: What was searched for, with every value shown as `?`; empty when nothing
+            narrowed the search.
     """
 
     def __init__(self, model: type[Any], criteria: str) -> None:
         self.model = model
         self.criteria = criteria
-        super().__init__(f"more than one {model.__name__} found for {criteria}; expected exactly one")
+        super().__init__(f"more than one {model.__name__} found{_searched(criteria)}; expected exactly one")
 
 
 class InvalidArgumentError(UnitOfWorkError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -9,7 +10,9 @@ from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar, cast
 
 from sqlalchemy import ColumnElement, Insert, Select, Table, func, insert, inspect, literal, select
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.default import StrCompileDialect
 from sqlalchemy.orm import Mapper, QueryableAttribute, Session
+from sqlalchemy.orm.instrumentation import ClassManager
 
 from uow._classify import translate
 from uow._errors import (
@@ -25,6 +28,11 @@ __all__ = ["OrderBy", "Repository"]
 
 T = TypeVar("T")
 
+MAX_INT64 = 2**63 - 1
+"""The largest `limit` and `offset`: what a 64-bit signed integer holds, as every backend takes."""
+MAX_INT32 = 2**31 - 1
+"""The largest `batch_size`: SQLite's driver and PostgreSQL's `FETCH` take a 32-bit signed count."""
+
 OrderItem: TypeAlias = "str | ColumnElement[Any] | QueryableAttribute[Any]"
 OrderBy: TypeAlias = "OrderItem | Sequence[OrderItem] | None"
 """What `order_by` accepts: a field name (`"name"`, `"-name"` for descending), a column
@@ -33,9 +41,11 @@ expression (`User.name`, `User.name.desc()`), or a sequence of these."""
 
 @dataclass(frozen=True, slots=True)
 class _Model:
-    """What a repository needs to know about its mapped class, worked out once per class."""
+    """What a repository needs to know about its mapped class, worked out once per mapping of it."""
 
     cls: type[Any]
+    mapper: Mapper[Any]
+    manager: ClassManager[Any]
     columns: dict[str, QueryableAttribute[Any]]
     select: Select[Any]
     count: Select[Any]
@@ -53,8 +63,14 @@ _MODELS: dict[type[Any], _Model] = {}
 
 
 def _model_of(cls: Any) -> _Model:
+    """What a repository needs to know about mapped class `cls`, from the cache while still valid.
+
+    A cached entry is valid while the mapper it was built from still maps the class:
+    `clear_mappers()` or `registry.dispose()` detach the class's manager from that mapper, and a
+    class mapped again after that gets a new manager and a new mapper, so the entry is built anew.
+    """
     model = _MODELS.get(cls)
-    if model is not None:
+    if model is not None and model.manager.mapper is model.mapper:
         return model
     mapper: object = inspect(cls, raiseerr=False) if isinstance(cls, type) else None
     if not isinstance(mapper, Mapper) or mapper.class_ is not cls:
@@ -78,6 +94,8 @@ def _model_of(cls: Any) -> _Model:
     renames = {field: key for field, key in (insert_keys or {}).items() if field != key}
     model = _Model(
         cls=cls,
+        mapper=mapper,
+        manager=mapper.class_manager,
         columns=columns,
         select=select(cls),
         count=select(func.count()).select_from(cls),
@@ -95,6 +113,22 @@ def raise_translated(error: sa_exc.DBAPIError) -> NoReturn:
     if translated is None:
         raise error
     raise translated from error
+
+
+_PLACEHOLDERS = StrCompileDialect(paramstyle="qmark")
+_EXPANDING = re.compile(r"__\[POSTCOMPILE_\w+\]")
+
+
+def _shape(clause: ColumnElement[Any]) -> str:
+    """A filter as SQL with every value as `?`, for error messages that must not echo what was searched.
+
+    `IN` lists show as `IN (?)`, values rendered at execution (`literal_execute`) as `?`.
+    """
+    try:
+        text = str(clause.compile(dialect=_PLACEHOLDERS))
+    except Exception:  # an expression that even the string compiler cannot render
+        return "an expression"
+    return " ".join(_EXPANDING.sub("?", text).split())
 
 
 def _render(clause: ColumnElement[Any]) -> str:
@@ -253,15 +287,27 @@ class _RepositoryCore(Generic[T]):
                 )
         return ordering
 
-    @staticmethod
-    def _check_count(name: str, value: int | None) -> None:
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise InvalidArgumentError(f"{name} must be a non-negative int or None, got {value!r}")
+    def _check_count(self, name: str, value: int | None) -> None:
+        """Refuse a `limit` or `offset` that is not None or an int that every backend takes."""
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INT64
+        ):
+            raise InvalidArgumentError(
+                f"{name} for {self._info.name} must be None or an int from 0 to 2**63 - 1 "
+                f"(a 64-bit signed integer), got {value!r}"
+            )
 
-    @staticmethod
-    def _check_batch(batch_size: int) -> None:
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be a positive int, got {batch_size!r}")
+    def _check_batch(self, batch_size: int) -> None:
+        """Refuse a `batch_size` that is not a positive int that every backend takes."""
+        if (
+            not isinstance(batch_size, int)
+            or isinstance(batch_size, bool)
+            or not 1 <= batch_size <= MAX_INT32
+        ):
+            raise InvalidArgumentError(
+                f"batch_size for {self._info.name} must be an int from 1 to 2**31 - 1 "
+                f"(a 32-bit signed integer), got {batch_size!r}"
+            )
 
     # -- statements -----------------------------------------------------------------------------
 
@@ -299,12 +345,16 @@ class _RepositoryCore(Generic[T]):
         return select(statement.exists())
 
     def _describe(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> str:
-        parts = [_render(clause) for clause in where]
-        parts.extend(f"{name}={value!r}" for name, value in equals.items())
-        return ", ".join(parts) if parts else "no criteria"
+        """What a lookup searched for, by field and expression, never by value (`owner=?`)."""
+        parts = [_shape(clause) for clause in where]
+        parts.extend(f"{name}=?" for name in equals)
+        return ", ".join(parts)
 
     def _not_found(self, ident: Any) -> NotFoundError:
-        return NotFoundError(self.model, f"identity {ident!r}")
+        """The error of `get_one(ident)`: it names the primary key's fields, not `ident`."""
+        mapper = self._info.mapper
+        names = (mapper.get_property_by_column(column).key for column in mapper.primary_key)
+        return NotFoundError(self.model, ", ".join(f"{name}=?" for name in names))
 
 
 class Repository(_RepositoryCore[T]):
@@ -450,7 +500,8 @@ class Repository(_RepositoryCore[T]):
         """The object with primary key `ident`.
 
         Raises:
-            NotFoundError: There is none; the message names the model and the identity.
+            NotFoundError: There is none; the message names the model and its primary-key fields,
+                never the value of `ident`.
         """
         obj = self.get(ident)
         if obj is None:

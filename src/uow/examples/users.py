@@ -6,17 +6,20 @@ hanmeimei is added and committed, then read back; leaving the block closes the s
 Run it with `python -m uow.examples.users` (an in-memory SQLite database, SQL log on), or point it
 elsewhere with `--url`; `--quiet` turns the SQL log off; `--async` plays it with
 [`AsyncUnitOfWork`][uow.AsyncUnitOfWork] (on `sqlite+aiosqlite://` unless `--url` names another async driver).
+A URL whose driver does not suit the flavour (an async driver without `--async`, a sync one with it)
+is refused with one line on stderr that says what to change, and exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, String, create_engine
+from sqlalchemy import Engine, String, create_engine, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -106,16 +109,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg", "mysql": "aiomysql", "mariadb": "aiomysql"}
+"""The async driver to suggest for each database, with the extra of uow that installs it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the scenario as the command line asks; returns the process exit status."""
     options = _parser().parse_args(argv)
     if options.use_async:
-        try:
-            return asyncio.run(_main_async(options.url or "sqlite+aiosqlite://", echo=not options.quiet))
-        except ImportError as exc:
-            return _fail(f"--async needs an async driver: pip install 'uow[aiosqlite]' ({exc.msg})", 2)
+        return _main_with_async(options.url or "sqlite+aiosqlite://", echo=not options.quiet)
     url = options.url or "sqlite://"
     try:
+        parsed = make_url(url)
+        if parsed.get_dialect().is_async:
+            return _fail(
+                f"{parsed.drivername} is an async driver: add --async to run the example with "
+                "AsyncUnitOfWork, or name a sync driver",
+                2,
+            )
         engine = create_engine(url, echo=not options.quiet)
     except (sa_exc.ArgumentError, ImportError) as exc:
         return _fail(f"cannot use database URL {url!r}: {_first_line(exc)}", 2)
@@ -128,14 +139,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _main_async(url: str, *, echo: bool) -> int:
+def _main_with_async(url: str, *, echo: bool) -> int:
+    try:
+        backend = make_url(url).get_backend_name()
+    except sa_exc.ArgumentError as exc:
+        return _fail(f"cannot use database URL {url!r}: {_first_line(exc)}", 2)
+    if importlib.util.find_spec("greenlet") is None:
+        return _fail(_async_hint(backend, "greenlet is not installed"), 2)
+    try:
+        return asyncio.run(_main_async(url, backend, echo=echo))
+    except ImportError as exc:  # what the async parts of SQLAlchemy raise without greenlet
+        return _fail(_async_hint(backend, _first_line(exc)), 2)
+
+
+def _async_hint(backend: str, problem: str) -> str:
+    """Why `--async` cannot run, and the driver that the URL's database needs."""
+    driver = _ASYNC_DRIVERS.get(backend)
+    if driver is None:
+        return f"--async: {problem}; {backend} needs an async driver in the URL"
+    return (
+        f"--async: {problem}; {backend} needs an async driver such as {backend}+{driver} "
+        f"(pip install 'uow[{driver}]')"
+    )
+
+
+async def _main_async(url: str, backend: str, *, echo: bool) -> int:
     # Imported here: the async parts need greenlet, which plain `pip install uow` does not bring.
     from sqlalchemy.ext.asyncio import create_async_engine
 
     try:
         engine = create_async_engine(url, echo=echo)
-    except (sa_exc.ArgumentError, ImportError) as exc:
+    except sa_exc.ArgumentError as exc:
         return _fail(f"cannot use database URL {url!r}: {_first_line(exc)}", 2)
+    except ImportError as exc:  # the driver is not installed
+        problem = f"{exc.name} is not installed" if exc.name else _first_line(exc)
+        return _fail(_async_hint(backend, problem), 2)
+    except sa_exc.InvalidRequestError:  # the URL names a driver that is not async
+        driver = make_url(url).get_dialect().driver
+        return _fail(_async_hint(backend, f"{backend}+{driver} is a sync driver"), 2)
     try:
         await run_async(engine)
     except (sa_exc.SQLAlchemyError, UnitOfWorkError, OSError) as exc:
