@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from sqlalchemy import exc as sa_exc
 
 from uow._errors import (
@@ -30,6 +32,9 @@ _MYSQL_TRANSIENT = frozenset({1213, 1205})
 _SQLITE_TRANSIENT = frozenset({5, 6})
 # CockroachDB's statement_completion_unknown: a COMMIT whose outcome the server cannot tell.
 _PG_OUTCOME_UNKNOWN = "40003"
+# PostgreSQL's idle_in_transaction_session_timeout: the server ended the session (rolling its
+# transaction back) before the COMMIT arrived.
+_PG_ENDED_BEFORE_COMMIT = "25P03"
 
 
 def sqlstate(error: sa_exc.DBAPIError) -> str | None:
@@ -71,6 +76,21 @@ def is_duplicate_key(error: sa_exc.DBAPIError) -> bool:
     return sqlstate(error) == _PG_UNIQUE_VIOLATION
 
 
+def lost_before_sending(error: sa_exc.DBAPIError) -> bool:
+    """Whether the connection is known to have been gone before the failed statement was sent.
+
+    PostgreSQL's SQLSTATE 25P03 (the server ended an idle transaction), and asyncpg's client-side
+    `InterfaceError` (not a server error), which it raises for a connection it knows is closed.
+    """
+    if sqlstate(error) == _PG_ENDED_BEFORE_COMMIT:
+        return True
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return False
+    cause = error.orig.__cause__ if error.orig is not None else None
+    return isinstance(cause, asyncpg.InterfaceError) and not isinstance(cause, asyncpg.PostgresError)
+
+
 def is_transient(error: BaseException) -> bool:
     """Whether running the whole unit again may succeed where `error` made it fail.
 
@@ -109,7 +129,9 @@ def translate(
         if is_duplicate_key(error):
             return DuplicateKeyError.from_sqlalchemy(error)
         return IntegrityError.from_sqlalchemy(error)
-    if sqlstate(error) == _PG_OUTCOME_UNKNOWN or (commit_sent and error.connection_invalidated):
+    if sqlstate(error) == _PG_OUTCOME_UNKNOWN or (
+        commit_sent and error.connection_invalidated and not lost_before_sending(error)
+    ):
         return CommitOutcomeUnknownError.from_sqlalchemy(error)
     if is_transient(error):
         return TransientError.from_sqlalchemy(error)
