@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 
 import uow
 from tests.conftest import Backend
@@ -270,3 +270,61 @@ def test_expire_on_commit_true_expires_objects_as_plain_sqlalchemy_does(
             return ann.name
 
     assert play(flavour, scenario) == "ann"
+
+
+@ASYNC
+def test_a_cancellation_while_a_savepoint_rolls_back_propagates_as_a_cancellation(
+    flavour: Flavour, backend: Backend
+) -> None:
+    engine = flavour.engine.sync_engine
+    user_task: list[asyncio.Task[Any]] = []
+
+    def cancel_the_users_task(connection: Any, name: str, context: Any) -> None:
+        user_task[0].cancel()
+
+    async def scenario() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        user_task.append(task)
+        async with unit_of(flavour) as unit:
+            with pytest.raises(asyncio.CancelledError):
+                async with unit.savepoint():
+                    await unit.repository(User).add(User(id="1", name="inside"))
+                    await unit.session.flush()
+                    raise LookupError("the user's error")
+            task.uncancel()
+
+    event.listen(engine, "rollback_savepoint", cancel_the_users_task)
+    try:
+        play(flavour, scenario)
+    finally:
+        event.remove(engine, "rollback_savepoint", cancel_the_users_task)
+    assert backend.users() == []
+
+
+@ASYNC
+def test_entering_an_active_unit_from_another_task_is_refused(flavour: Flavour, backend: Backend) -> None:
+    async def scenario() -> list[BaseException | None]:
+        unit = unit_of(flavour)
+        entered = asyncio.Event()
+        leave = asyncio.Event()
+
+        async def holder() -> None:
+            async with unit:
+                entered.set()
+                await leave.wait()
+
+        async def intruder() -> None:
+            async with unit:
+                pass
+
+        holding = asyncio.create_task(holder())
+        await entered.wait()
+        results = await asyncio.gather(*(intruder() for _ in range(8)), return_exceptions=True)
+        leave.set()
+        await holding
+        return list(results)
+
+    results = play(flavour, scenario)
+    assert len(results) == 8
+    assert all(isinstance(result, uow.StateError) for result in results)

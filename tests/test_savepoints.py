@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import sqlalchemy
 from sqlalchemy import create_engine, insert, text
@@ -119,6 +121,46 @@ def test_a_savepoint_on_a_sqlite_engine_that_is_not_set_up_is_refused(backend: B
             unit.repository(User).add(User(id="1", name="ann"))
             with pytest.raises(uow.StateError, match=r"configure_sqlite"), unit.savepoint():
                 pass
+            unit.rollback()
+    finally:
+        engine.dispose()
+    assert backend.users() == []
+
+
+@SQLITE
+def test_savepoints_on_an_engine_set_up_with_sqlalchemys_sqlite_recipe_are_atomic(backend: Backend) -> None:
+    engine = create_engine(backend.url, **backend.engine_options)
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def do_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sqlalchemy.event.listens_for(engine, "begin")
+    def do_begin(connection: sqlalchemy.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    try:
+        with uow.UnitOfWork(sessionmaker(engine)) as unit:
+            with unit.savepoint():
+                unit.repository(User).add(User(id="1", name="released"))
+            unit.rollback()
+            unit.repository(User).add(User(id="2", name="kept"))
+            unit.commit()
+    finally:
+        engine.dispose()
+    assert backend.users() == [("2", "kept")]
+
+
+@SQLITE
+def test_a_savepoint_after_the_driver_began_its_own_transaction_is_allowed_and_atomic(
+    backend: Backend,
+) -> None:
+    engine = create_engine(backend.url, **backend.engine_options)
+    try:
+        with uow.UnitOfWork(sessionmaker(engine)) as unit:
+            unit.session.execute(insert(User).values(id="1", name="written first"))
+            with unit.savepoint():
+                unit.repository(User).add(User(id="2", name="released"))
             unit.rollback()
     finally:
         engine.dispose()

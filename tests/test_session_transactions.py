@@ -180,9 +180,8 @@ def test_a_failure_caught_inside_a_released_nested_transaction_makes_commit_refu
     backend.insert(User(id="1", name="existing"))
     with flavour.unit() as unit:
         try:
-            with begin_nested(flavour, unit):
-                with pytest.raises(sqlalchemy.exc.IntegrityError):
-                    unit.execute(sqlalchemy.insert(User).values(id="1", name="twin"))
+            with begin_nested(flavour, unit), pytest.raises(sqlalchemy.exc.IntegrityError):
+                unit.execute(sqlalchemy.insert(User).values(id="1", name="twin"))
         except sqlalchemy.exc.DBAPIError:  # PostgreSQL refuses to release it at all
             assert backend.kind == "postgresql"
         with pytest.raises(uow.StateError, match="commit"):
@@ -203,11 +202,13 @@ def test_a_savepoint_that_fails_to_release_never_commits_its_work(
         users = unit.repository(User)
         users.add(User(id="1", name="before"))
         unit.flush()
-        with fail_statement(flavour.engine, "deadlock", matching="RELEASE SAVEPOINT") as fault:
-            with pytest.raises(sqlalchemy.exc.DBAPIError):
-                savepoint = unit.savepoint() if how == "unit.savepoint()" else begin_nested(flavour, unit)
-                with savepoint:
-                    users.add(User(id="2", name="inside"))
+        savepoint = unit.savepoint() if how == "unit.savepoint()" else begin_nested(flavour, unit)
+        with (
+            fail_statement(flavour.engine, "deadlock", matching="RELEASE SAVEPOINT") as fault,
+            pytest.raises(sqlalchemy.exc.DBAPIError),
+            savepoint,
+        ):
+            users.add(User(id="2", name="inside"))
         assert fault.fired == 1
         with pytest.raises(uow.StateError, match="commit"):
             unit.commit()

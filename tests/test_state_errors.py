@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import pytest
+from sqlalchemy.orm import sessionmaker
 
 import uow
 from tests.conftest import Backend
 from tests.drivers import Flavour, UnitDriver
 from tests.models import User
+
+SYNC = pytest.mark.parametrize("flavour", ["sync"], indirect=True)
 
 OUTSIDE_CALLS = {
     "commit": lambda unit: unit.commit(),
@@ -105,3 +111,74 @@ def test_a_repository_kept_after_its_block_raises_state_error(
         getattr(users, call)(*arguments)
 
     assert backend.users() == []
+
+
+@SYNC
+def test_every_thread_entering_an_active_unit_gets_state_error(flavour: Flavour, backend: Backend) -> None:
+    unit = flavour.unit()
+    refused: list[BaseException] = []
+
+    def enter() -> None:
+        try:
+            with unit.real:
+                pass
+        except uow.StateError as exc:
+            refused.append(exc)
+
+    with unit:
+        threads = [threading.Thread(target=enter) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert unit.active
+
+    assert len(refused) == 16
+
+
+@SYNC
+def test_threads_racing_into_one_unit_never_share_its_block(flavour: Flavour, backend: Backend) -> None:
+    engine = None
+    if backend.kind == "sqlite":  # the unit's connections move between threads
+        engine = backend.sync_engine(connect_args={"check_same_thread": False})
+        uow.configure_sqlite(engine)
+    unit = flavour.unit(sessionmaker(engine) if engine is not None else None)
+    barrier = threading.Barrier(16)
+    lock = threading.Lock()
+    inside = [0]
+    most_inside = [0]
+    committed: list[str] = []
+    refused: list[str] = []
+
+    def race(user_id: str) -> None:
+        barrier.wait()
+        try:
+            with unit.real as real:
+                with lock:
+                    inside[0] += 1
+                    most_inside[0] = max(most_inside[0], inside[0])
+                real.repository(User).add(User(id=user_id, name="racer"))
+                real.commit()
+                with lock:
+                    inside[0] -= 1
+            committed.append(user_id)
+        except uow.StateError:
+            refused.append(user_id)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a check-then-set would lose
+    try:
+        for round_ in range(3):
+            threads = [threading.Thread(target=race, args=(f"{round_}-{n}",)) for n in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+        if engine is not None:
+            engine.dispose()
+
+    assert most_inside[0] == 1
+    assert len(committed) + len(refused) == 48
+    assert sorted(user_id for user_id, _ in backend.users()) == sorted(committed)

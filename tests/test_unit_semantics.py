@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from sqlalchemy import event, insert
+from sqlalchemy import Column, Integer, MetaData, Table, event, insert, text
+from sqlalchemy.schema import CreateTable
 
 import uow
 from tests.conftest import Backend
@@ -393,3 +394,57 @@ def test_a_failing_rollback_still_returns_the_connection(flavour: Flavour, backe
         raise ValueError
 
     assert flavour.checked_out() == before
+
+
+MARIADB = pytest.mark.parametrize("backend_setup", ["mariadb"], indirect=True)
+
+
+@MARIADB
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE uow_scratch (id INT)",
+        "  create index uow_scratch_name ON user (name)",
+        "DROP TABLE IF EXISTS uow_scratch",
+        "TRUNCATE TABLE user",
+        "LOCK TABLES user WRITE",
+    ],
+)
+def test_a_statement_that_commits_implicitly_on_mariadb_is_refused_before_it_is_sent(
+    flavour: Flavour, backend: Backend, statement: str
+) -> None:
+    with flavour.unit() as unit:
+        unit.repository(User).add(User(id="1", name="uncommitted"))
+        unit.flush()
+        with pytest.raises(uow.StateError, match="implicitly"):
+            unit.execute(text(statement))
+        unit.rollback()
+
+    assert backend.users() == []
+
+
+@MARIADB
+def test_ddl_constructs_on_mariadb_are_refused_too(flavour: Flavour, backend: Backend) -> None:
+    scratch = Table("uow_scratch", MetaData(), Column("id", Integer))
+    with flavour.unit() as unit:
+        unit.repository(User).add(User(id="1", name="uncommitted"))
+        unit.flush()
+        with pytest.raises(uow.StateError, match="implicitly"):
+            unit.execute(CreateTable(scratch))
+        unit.rollback()
+
+    assert backend.users() == []
+
+
+@MARIADB
+def test_a_temporary_table_on_mariadb_is_allowed_and_commits_nothing(
+    flavour: Flavour, backend: Backend
+) -> None:
+    with flavour.unit() as unit:
+        unit.repository(User).add(User(id="1", name="uncommitted"))
+        unit.flush()
+        unit.execute(text("CREATE TEMPORARY TABLE uow_scratch (id INT)"))
+        unit.execute(text("DROP TEMPORARY TABLE uow_scratch"))
+        unit.rollback()
+
+    assert backend.users() == []

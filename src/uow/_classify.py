@@ -79,16 +79,28 @@ def is_duplicate_key(error: sa_exc.DBAPIError) -> bool:
 def lost_before_sending(error: sa_exc.DBAPIError) -> bool:
     """Whether the connection is known to have been gone before the failed statement was sent.
 
-    PostgreSQL's SQLSTATE 25P03 (the server ended an idle transaction), and asyncpg's client-side
-    `InterfaceError` (not a server error), which it raises for a connection it knows is closed.
+    PostgreSQL's SQLSTATE 25P03 (the server ended the idle transaction and the session), reported
+    by the driver's error or one it chains (asyncpg wraps it in `ConnectionDoesNotExistError`), and
+    asyncpg's client-side `InterfaceError` (no server error), raised for a connection it knows is
+    closed.
     """
     if sqlstate(error) == _PG_ENDED_BEFORE_COMMIT:
         return True
     asyncpg = sys.modules.get("asyncpg")
-    if asyncpg is None:
-        return False
     cause = error.orig.__cause__ if error.orig is not None else None
-    return isinstance(cause, asyncpg.InterfaceError) and not isinstance(cause, asyncpg.PostgresError)
+    for _ in range(3):
+        if cause is None:
+            return False
+        if getattr(cause, "sqlstate", None) == _PG_ENDED_BEFORE_COMMIT:
+            return True
+        if (
+            asyncpg is not None
+            and isinstance(cause, asyncpg.InterfaceError)
+            and not isinstance(cause, asyncpg.PostgresError)
+        ):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def is_transient(error: BaseException) -> bool:

@@ -64,7 +64,6 @@ class Ledger:
         "ending",
         "events",
         "failures",
-        "flushed",
         "in_flight",
         "mysql_guard",
         "options",
@@ -87,7 +86,6 @@ class Ledger:
         """Whether the root transaction now ending failed to commit with an unknown outcome."""
         self.ending: Scope | None = None
         """The savepoint being released or rolled back at the database right now."""
-        self.flushed = False
         self.commits_started = 0
         self.commits_done = 0
         self.events: list[object] = []
@@ -96,6 +94,16 @@ class Ledger:
         """Whether the unit raises the hooks' failures itself (or attaches them to an error)."""
         self.connections: list[Connection] = []
         self.mysql_guard = False
+
+    @property
+    def flushed(self) -> bool:
+        """Whether the current transaction wrote changes that a savepoint did not roll back."""
+        scope: Scope | None = self.scope
+        while scope is not None:
+            if scope.flushed:
+                return True
+            scope = scope.parent
+        return False
 
     @property
     def failed(self) -> bool:
@@ -231,7 +239,7 @@ def mark_written(session: Session) -> None:
     """Count a write the unit made without a flush (a bulk INSERT) as uncommitted work."""
     ledger = ledger_of(session)
     if ledger is not None:
-        ledger.flushed = True
+        ledger.scope.flushed = True
 
 
 # -- the transaction tree -----------------------------------------------------------------------
@@ -302,7 +310,6 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
 
 def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -> None:
     ledger.scope = Scope(None)
-    ledger.flushed = False
     ledger.committing = False
     ledger.connections = []
     unknown = ledger.unknown or (ledger.in_flight and not committed)
@@ -360,7 +367,7 @@ def _on_savepoint_ends(connection: Connection, name: str, context: object) -> No
 def _on_flush(session: Session, flush_context: object) -> None:
     ledger = ledger_of(session)
     if ledger is not None:
-        ledger.flushed = True
+        ledger.scope.flushed = True
 
 
 def _before_flush(session: Session, flush_context: object, instances: object) -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from uow._classify import is_transient
+from uow._classify import is_transient, lost_before_sending
 from uow._errors import CommitOutcomeUnknownError, InvalidArgumentError, TransientError
 
 __all__ = ["Loop", "Retry", "exhausted"]
@@ -88,7 +88,9 @@ def swallows(retry: Retry, error: BaseException | None, *, committed: bool, in_f
     """
     if error is None or committed or not retry.retries(error):
         return False
-    return not (in_flight and getattr(error, "connection_invalidated", False))
+    if not (in_flight and getattr(error, "connection_invalidated", False)):
+        return True
+    return isinstance(error, sa_exc.DBAPIError) and lost_before_sending(error)
 
 
 class Loop:

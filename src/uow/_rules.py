@@ -101,11 +101,13 @@ def make_options(
 class Scope:
     """One level of a session's transaction tree: the root transaction or a savepoint."""
 
-    __slots__ = ("failed", "mark", "on_commit", "on_rollback", "parent")
+    __slots__ = ("failed", "flushed", "mark", "on_commit", "on_rollback", "parent")
 
     def __init__(self, parent: Scope | None) -> None:
         self.parent = parent
         self.failed = False
+        self.flushed = False
+        """Whether changes were written in this level (and not rolled back with a savepoint)."""
         self.mark = next_mark()
         """Events recorded with a greater number belong to this level or a newer one."""
         self.on_commit: list[Hook] = []
@@ -114,6 +116,7 @@ class Scope:
     def absorb(self, child: Scope) -> None:
         """Take over the hooks and the failure of a child level that was released into this one."""
         self.failed = self.failed or child.failed
+        self.flushed = self.flushed or child.flushed
         self.on_commit.extend(child.on_commit)
         self.on_rollback.extend(child.on_rollback)
 
