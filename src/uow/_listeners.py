@@ -191,7 +191,8 @@ def instrument(session_class: type[Session]) -> None:
     if session_class in _instrumented:
         return
     with _lock:
-        if session_class in _instrumented:
+        if any(cls in _instrumented for cls in session_class.__mro__):
+            _instrumented.add(session_class)  # a base hears its events already
             return
         if not _instrumented:
             event.listen(Engine, "handle_error", _on_error)

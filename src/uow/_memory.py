@@ -6,9 +6,21 @@ import sqlite3
 import uuid
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
-from sqlalchemy import Column, Engine, MetaData, Table, create_engine, event, inspect, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    Engine,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    select,
+)
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapper, Session, sessionmaker
@@ -16,6 +28,7 @@ from sqlalchemy.pool import QueuePool
 
 from uow._async_repository import AsyncRepository
 from uow._errors import InvalidArgumentError
+from uow._listeners import instrument
 from uow._repository import Repository
 from uow._sqlite import configure_sqlite
 from uow._unit import AsyncUnitOfWork, UnitOfWork
@@ -111,6 +124,25 @@ def _foreign_keys_on(dbapi_connection: Any, connection_record: object) -> None:
     dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
+_URL = make_url("sqlite://")
+_dialects: list[Dialect] = []
+
+
+def _dialect() -> Dialect:
+    """SQLite's dialect, initialized by one first connection for every store of the process."""
+    if not _dialects:
+        engine = create_engine(_URL)
+        with engine.connect():
+            pass
+        _dialects.append(engine.dialect)
+        engine.dispose()
+    return _dialects[0]
+
+
+def _begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")  # the driver's own transaction handling is off
+
+
 class InMemoryStore:
     """A database in memory for fast tests: the units made on it are the real units, on SQLite.
 
@@ -142,20 +174,22 @@ class InMemoryStore:
         if metadatas:
             _template(metadatas[0]).backup(self._keeper)
             self._tables.update(metadatas[0].tables.values())
-        self._engine = create_engine(
-            "sqlite://", creator=self._connect, poolclass=QueuePool, pool_size=5, max_overflow=20
-        )
-        configure_sqlite(self._engine)
-        event.listen(self._engine, "connect", _foreign_keys_on)
+        # An engine of the process's one SQLite dialect, initialized once, over a pool of its own.
+        pool = QueuePool(cast("Any", self._connect), pool_size=5, max_overflow=20)
+        self._engine = Engine(pool, _dialect(), _URL)
+        event.listen(self._engine, "begin", _begin)
         for metadata in metadatas[1:]:
             self._create(metadata)
-        self.sessions: sessionmaker[Session] = sessionmaker(self._engine)
+        instrument(_StoreSession)
+        self.sessions: sessionmaker[Session] = sessionmaker(self._engine, class_=_StoreSession)
         """The factory of the sync units' sessions."""
         self._async_engine: AsyncEngine | None = None
         self._async_sessions: async_sessionmaker[AsyncSession] | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self._name, uri=True, check_same_thread=False)
+        connection = sqlite3.connect(self._name, uri=True, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
 
     @property
     def engine(self) -> Engine:
@@ -226,6 +260,10 @@ class InMemoryStore:
         keeper = getattr(self, "_keeper", None)
         if keeper is not None:
             keeper.close()
+
+
+class _StoreSession(Session):
+    """The sessions of every store: one class, so the unit's listeners are registered once."""
 
 
 def _sorted(tables: set[Table]) -> list[Table]:
