@@ -31,6 +31,8 @@ from uow._unit import UnitOfWork
 
 if TYPE_CHECKING:
     from uow._async_repository import AsyncRepository
+    from uow._async_unit import AsyncUnitOfWork
+    from uow._base import AsyncAttempt, AsyncAttempts, Attempt, Attempts
     from uow._protocols import (
         AsyncRepositoryProtocol,
         AsyncUnitOfWorkProtocol,
@@ -38,18 +40,17 @@ if TYPE_CHECKING:
         UnitOfWorkProtocol,
     )
     from uow._retry import Retry
-    from uow._unit import AsyncAttempt, AsyncAttempts, AsyncUnitOfWork, Attempt, Attempts
 
 # Loaded on first use, so that `import uow` costs little more than `import sqlalchemy.orm`.
 _LAZY = {
-    "AsyncAttempt": "uow._unit",
-    "AsyncAttempts": "uow._unit",
+    "AsyncAttempt": "uow._base",
+    "AsyncAttempts": "uow._base",
     "AsyncRepository": "uow._async_repository",
     "AsyncRepositoryProtocol": "uow._protocols",
-    "AsyncUnitOfWork": "uow._unit",
+    "AsyncUnitOfWork": "uow._async_unit",
     "AsyncUnitOfWorkProtocol": "uow._protocols",
-    "Attempt": "uow._unit",
-    "Attempts": "uow._unit",
+    "Attempt": "uow._base",
+    "Attempts": "uow._base",
     "RepositoryProtocol": "uow._protocols",
     "Retry": "uow._retry",
     "UnitOfWorkProtocol": "uow._protocols",

@@ -27,11 +27,12 @@ from sqlalchemy.orm import Mapper, Session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from uow._async_repository import AsyncRepository
+from uow._async_unit import AsyncUnitOfWork
 from uow._errors import InvalidArgumentError
 from uow._listeners import instrument
 from uow._repository import Repository
 from uow._sqlite import configure_sqlite
-from uow._unit import AsyncUnitOfWork, UnitOfWork
+from uow._unit import UnitOfWork
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker

@@ -1,0 +1,415 @@
+"""What the sync and async units share: state, checks and bookkeeping around the ledger, no I/O.
+
+[`UnitOfWork`][uow.UnitOfWork] (`_unit.py`) and [`AsyncUnitOfWork`][uow.AsyncUnitOfWork]
+(`_async_unit.py`) subclass [`UnitBase`][uow._base.UnitBase] and add only their I/O; the attempts
+of `run()` and `attempts()` are here too, for both flavours.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextvars import Token
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, SessionTransaction
+
+from uow._classify import translate
+from uow._errors import InvalidArgumentError
+from uow._listeners import Ledger, attach, bind_with_options, detach, instrument, uncommitted_work
+from uow._repository import ENDED_SESSION
+from uow._retry import Loop, Retry
+from uow._rules import (
+    Options,
+    already_active,
+    attach_hook_failures,
+    check_hook,
+    enter_durable,
+    hook_error,
+    inside_savepoint,
+    leave_durable,
+    not_active,
+    partial_commit,
+    read_only_refusal,
+    unknown_outcome,
+    warn_uncommitted,
+)
+
+__all__ = [
+    "CLOSING",
+    "RECOVERING",
+    "AsyncAttempt",
+    "AsyncAttempts",
+    "Attempt",
+    "Attempts",
+    "UnitBase",
+    "is_open",
+]
+
+CLOSING = "rolling back and closing the session"
+RECOVERING = "rolling back the failed commit"
+
+
+class UnitBase:
+    """What the sync and async units share: state, options, checks and bookkeeping, no I/O."""
+
+    __slots__ = (
+        "_attempt",
+        "_claim",
+        "_depth",
+        "_factory",
+        "_ledger",
+        "_options",
+        "_repositories",
+        "_session",
+        "_sync",
+    )
+
+    def __init__(self, session_factory: Callable[[], Any], options: Options) -> None:
+        if not callable(session_factory):
+            raise InvalidArgumentError(
+                f"a unit of work needs a session factory such as sessionmaker(engine), "
+                f"got {session_factory!r}"
+            )
+        self._factory = session_factory
+        self._options = options
+        self._claim = threading.Lock()
+        self._session: Any = None
+        self._sync: Session | None = None
+        self._ledger: Ledger | None = None
+        self._repositories: dict[Any, Any] = {}
+        self._depth: Token[int] | None = None
+        self._attempt: int | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether the unit is inside its block: between entering it and leaving it."""
+        return self._session is not None
+
+    @property
+    def attempt(self) -> int | None:
+        """The number of the current attempt (1, 2, ...) while run by `run()` or `attempts()`."""
+        return self._attempt
+
+    def __repr__(self) -> str:
+        state = "active" if self._session is not None else "idle"
+        return f"<{type(self).__name__} {state}>"
+
+    # -- the block ------------------------------------------------------------------------------
+
+    def _open(self, session_type: type[Any]) -> Any:
+        """Claim the unit, count it, and open a session; nothing is left claimed on failure."""
+        if not self._claim.acquire(blocking=False):  # atomic: one entry wins, every other is refused
+            raise already_active()
+        depth = None
+        try:
+            depth = enter_durable(self._options.durable)
+            session = self._factory()
+            if not isinstance(session, session_type):
+                raise InvalidArgumentError(
+                    f"the session factory of a {type(self).__name__} must return a "
+                    f"{session_type.__module__}.{session_type.__name__}, got {type(session).__name__}"
+                )
+        except BaseException:
+            leave_durable(depth)
+            self._claim.release()
+            raise
+        self._depth = depth
+        return session
+
+    def _start(self, session: Any, sync: Session) -> None:
+        options = self._options
+        try:
+            if options.binds:
+                bind_with_options(sync, options.isolation_level, options.read_only)
+            instrument(type(sync))
+            ledger = Ledger(options)
+            attach(sync, ledger)
+        except BaseException:
+            sync.close()  # holds no connection yet: closing needs no I/O
+            self._end_claim()
+            raise
+        self._ledger = ledger
+        self._repositories = {}
+        self._sync = sync
+        self._session = session
+
+    def _leave(self, error: BaseException | None) -> tuple[Ledger, str | None]:
+        """End the block's bookkeeping before its session closes; what was discarded, if real work."""
+        ledger = self._ledger
+        sync = self._sync
+        assert ledger is not None
+        assert sync is not None
+        discarded = uncommitted_work(sync, ledger) if error is None else None
+        ledger.deferring = True
+        self._session = None
+        if self._repositories:
+            for repository in self._repositories.values():
+                repository.session = ENDED_SESSION
+            self._repositories = {}
+        return ledger, discarded
+
+    def _left(self, ledger: Ledger, error: BaseException | None, discarded: str | None) -> None:
+        """After the session closed: free the unit, then report what the hooks and the exit found."""
+        sync = self._sync
+        if sync is not None:
+            detach(sync)
+        self._sync = None
+        self._ledger = None
+        self._end_claim()
+        failures = ledger.take_failures()
+        if error is not None:
+            attach_hook_failures(error, failures)
+            return
+        if discarded is not None:
+            warn_uncommitted(discarded)
+        if failures:
+            raise hook_error(failures, committed=False)
+
+    def _end_claim(self) -> None:
+        leave_durable(self._depth)
+        self._depth = None
+        self._claim.release()
+
+    def _active(self, action: str) -> Any:
+        session = self._session
+        if session is None:
+            raise not_active(action)
+        return session
+
+    # -- rules around the I/O -------------------------------------------------------------------
+
+    def _check_commit(self, sync: Session) -> Ledger:
+        ledger = self._ledger
+        assert ledger is not None
+        if sync.get_nested_transaction() is not None:
+            raise inside_savepoint("commit()")
+        if ledger.failed:
+            raise partial_commit()
+        if self._options.read_only and (sync.new or sync.dirty or sync.deleted):
+            raise read_only_refusal("commit() with changes in the session was")
+        ledger.deferring = True
+        return ledger
+
+    def _check_rollback(self, sync: Session) -> Ledger:
+        ledger = self._ledger
+        assert ledger is not None
+        if sync.get_nested_transaction() is not None:
+            raise inside_savepoint("rollback()")
+        ledger.deferring = True
+        return ledger
+
+    def _failed_commit(self, ledger: Ledger, done: int, exc: BaseException) -> BaseException | None:
+        """The error a failed `commit()` raises; `None` if it committed and was interrupted after."""
+        if ledger.commits_done > done:
+            return None
+        translated = (
+            translate(exc, commit_sent=ledger.committing) if isinstance(exc, sa_exc.DBAPIError) else None
+        )
+        ledger.unknown = unknown_outcome(exc, translated)
+        return translated or exc
+
+    def _defer(self) -> None:
+        """The unit takes over raising what the hooks of the SQLAlchemy call it makes now raise."""
+        ledger = self._ledger
+        assert ledger is not None
+        ledger.deferring = True
+
+    def _failed(self, ledger: Ledger, error: BaseException) -> None:
+        """After a failed commit or rollback of the unit: its hooks' failures become notes on `error`."""
+        ledger.deferring = False
+        attach_hook_failures(error, ledger.take_failures())
+
+    def _finished(self, ledger: Ledger, *, committed: bool) -> None:
+        """After a commit or rollback of the unit: raise what its hooks and handlers raised."""
+        ledger.deferring = False
+        failures = ledger.take_failures()
+        if failures:
+            raise hook_error(failures, committed=committed)
+
+    def _register(self, action: str, fn: Callable[[], Any], robust: bool, *, rollback: bool) -> None:
+        self._active(action)
+        check_hook(fn, allow_async=self._options.allow_async)
+        ledger = self._ledger
+        assert ledger is not None
+        scope = ledger.scope
+        (scope.on_rollback if rollback else scope.on_commit).append((fn, robust))
+
+    def _savepoint_scope(self) -> Any:
+        ledger = self._ledger
+        assert ledger is not None
+        return ledger.scope
+
+    # -- hooks ----------------------------------------------------------------------------------
+
+    def on_commit(self, fn: Callable[[], object], *, robust: bool = False) -> None:
+        """Run `fn()` once the current transaction has committed.
+
+        Hooks run after the commit, exactly once, in the order they were registered, after the
+        domain events were dispatched; a hook of an [`AsyncUnitOfWork`][uow.AsyncUnitOfWork] may be
+        a coroutine function. They run whichever way the transaction commits: `unit.commit()`,
+        `unit.session.commit()` or the end of `with unit.session.begin():`. A hook registered inside
+        a savepoint is dropped if the savepoint rolls back; every hook is dropped if the transaction
+        rolls back. A failing hook never undoes the commit and never stops the later hooks: the
+        failures are raised together as a [`HookError`][uow.HookError] once all hooks ran, or, with
+        `robust=True`, logged to the `uow` logger instead. A hook may open a unit of its own.
+
+        Raises:
+            StateError: The unit is not active.
+            InvalidArgumentError: `fn` is not callable, or is a coroutine function given to a
+                `UnitOfWork`.
+        """
+        self._register("on_commit()", fn, robust, rollback=False)
+
+    def on_rollback(self, fn: Callable[[], object], *, robust: bool = False) -> None:
+        """Run `fn()` when the work of the current transaction (or savepoint) is rolled back.
+
+        It runs when the savepoint it was registered in rolls back (`unit.savepoint()` or
+        `session.begin_nested()`), or when the transaction rolls back (`rollback()`, a failed
+        commit, or leaving the block without committing); it is dropped once the transaction
+        commits, and skipped (with a warning) when a commit's outcome is unknown. Failures are raised
+        as a [`HookError`][uow.HookError] after all hooks ran, or attached as notes when an exception
+        is already propagating; `robust=True` logs them instead.
+
+        Raises:
+            StateError: The unit is not active.
+            InvalidArgumentError: `fn` is not callable, or is a coroutine function given to a
+                `UnitOfWork`.
+        """
+        self._register("on_rollback()", fn, robust, rollback=True)
+
+
+U = TypeVar("U", bound=UnitBase)
+S = TypeVar("S", bound=Any)
+A = TypeVar("A", bound=Any)
+
+
+# -- retries ------------------------------------------------------------------------------------
+
+
+class _AttemptBase(Generic[U]):
+    """What the sync and async attempts share: the number, the loop, the unit's bookkeeping."""
+
+    __slots__ = ("_loop", "_unit", "number")
+
+    def __init__(self, unit: U, loop: Loop) -> None:
+        self._unit = unit
+        self._loop = loop
+        self.number = loop.next()
+        """This attempt's number: 1 for the first."""
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The transient error that ended this attempt, to be retried; `None` otherwise."""
+        return self._loop.failure if self._loop.number == self.number else None
+
+    def _entered(self) -> None:
+        self._unit._attempt = self.number
+
+    def _leaving(self) -> tuple[bool, bool]:
+        """Whether this attempt committed, and whether a COMMIT of it was cut off."""
+        unit = self._unit
+        unit._attempt = None
+        ledger = unit._ledger
+        if ledger is None:
+            return False, False
+        return ledger.commits_done > 0, ledger.commits_started > ledger.commits_done
+
+
+class Attempt(_AttemptBase[S]):
+    """One attempt of a unit run with retries; `with attempt as unit:` runs it.
+
+    A transient error that ends the block is swallowed and the loop goes on to the next attempt;
+    anything else propagates at once.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> S:
+        self._unit.__enter__()
+        self._entered()
+        return self._unit
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        committed, in_flight = self._leaving()
+        self._unit.__exit__(exc_type, exc, traceback)
+        return self._loop.ended(exc, committed=committed, in_flight=in_flight)
+
+
+class AsyncAttempt(_AttemptBase[A]):
+    """One attempt of an async unit run with retries; `async with attempt as unit:` runs it."""
+
+    __slots__ = ()
+
+    async def __aenter__(self) -> A:
+        await self._unit.__aenter__()
+        self._entered()
+        return self._unit
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        committed, in_flight = self._leaving()
+        await self._unit.__aexit__(exc_type, exc, traceback)
+        return self._loop.ended(exc, committed=committed, in_flight=in_flight)
+
+
+class Attempts(Generic[S]):
+    """The attempts of a unit run with retries: `for attempt in unit.attempts(retry): ...`."""
+
+    __slots__ = ("_loop", "_unit")
+
+    def __init__(self, unit: S, retry: Retry) -> None:
+        self._unit = unit
+        self._loop = Loop(retry)
+
+    def __iter__(self) -> Attempts[S]:
+        return self
+
+    def __next__(self) -> Attempt[S]:
+        delay = self._loop.pause()
+        if delay is None:
+            raise StopIteration
+        if delay:
+            self._loop.retry.sleep(delay)
+        return Attempt(self._unit, self._loop)
+
+
+class AsyncAttempts(Generic[A]):
+    """The attempts of an async unit: `async for attempt in unit.attempts(retry): ...`."""
+
+    __slots__ = ("_loop", "_unit")
+
+    def __init__(self, unit: A, retry: Retry) -> None:
+        self._unit = unit
+        self._loop = Loop(retry)
+
+    def __aiter__(self) -> AsyncAttempts[A]:
+        return self
+
+    async def __anext__(self) -> AsyncAttempt[A]:
+        delay = self._loop.pause()
+        if delay is None:
+            raise StopAsyncIteration
+        if delay:
+            await self._loop.retry.async_sleep(delay)
+        return AsyncAttempt(self._unit, self._loop)
+
+
+def is_open(session: Session, nested: SessionTransaction) -> bool:
+    transaction = session.get_nested_transaction()
+    while transaction is not None:
+        if transaction is nested:
+            return True
+        transaction = transaction.parent
+    return False
