@@ -26,6 +26,7 @@ from tests.drivers import Flavour
 from tests.models import Account, Base, Doctor, Tag, Transfer, User
 from uow import configure_sqlite
 from uow.examples.users import Base as ExampleBase
+from uow.testing import InMemoryStore
 
 pytest_plugins = ["pytester"]  # tests/testing/test_plugin.py runs example suites through it
 
@@ -54,7 +55,7 @@ class Backend:
     @property
     def kind(self) -> str:
         """``sqlite``, ``postgresql`` or ``mariadb``."""
-        return "sqlite" if self.name.startswith("sqlite") else self.name
+        return "sqlite" if self.name.startswith("sqlite") or self.name == "memory" else self.name
 
     def users(self) -> list[tuple[str, str | None]]:
         """The committed rows of the reference ``user`` table, read through a separate connection."""
@@ -150,6 +151,13 @@ def _missing_database_message(name: str, url: str) -> str:
 
 def _make_backend(name: str, workdir: Path) -> tuple[Backend, list[Any]]:
     keep: list[Any] = []
+    if name == "memory":  # the in-memory unit's store: the real unit on in-memory SQLite
+        store = InMemoryStore(ExampleBase, Base)
+        backend = Backend(
+            name, store.url, store.url.replace("sqlite://", "sqlite+aiosqlite://"), store.engine
+        )
+        backend.engines = {"sync": store.engine, "async": store.async_engine}
+        return backend, [store.close]
     if name == "sqlite-memory":
         database = f"file:uow-{uuid.uuid4().hex}?mode=memory&cache=shared&uri=true"
         url = f"sqlite:///{database}"
@@ -198,6 +206,7 @@ def release_backend(backend: Backend, keep: list[Any], runner: asyncio.Runner) -
         else:
             engine.dispose()
     backend.check.dispose()
+    backend.engines.clear()
     for resource in keep:
         if callable(resource):
             resource()  # drops the private server database
@@ -205,14 +214,27 @@ def release_backend(backend: Backend, keep: list[Any], runner: asyncio.Runner) -
             resource.close()
 
 
+Backends = Callable[[str], Backend]
+
+
+@pytest.fixture(scope="session")
+def backends(tmp_path_factory: pytest.TempPathFactory, runner: asyncio.Runner) -> Iterator[Backends]:
+    """Every backend of the run, each made once on first use and released at the end of the run."""
+    made: dict[str, tuple[Backend, list[Any]]] = {}
+
+    def get(name: str) -> Backend:
+        if name not in made:
+            made[name] = _make_backend(name, tmp_path_factory.mktemp(name))
+        return made[name][0]
+
+    yield get
+    for backend, keep in made.values():
+        release_backend(backend, keep, runner)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
-def backend_setup(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, runner: asyncio.Runner
-) -> Iterator[Backend]:
-    name: str = request.param
-    backend, keep = _make_backend(name, tmp_path_factory.mktemp(name))
-    yield backend
-    release_backend(backend, keep, runner)
+def backend_setup(request: pytest.FixtureRequest, backends: Backends) -> Backend:
+    return backends(request.param)
 
 
 @pytest.fixture
@@ -235,13 +257,21 @@ def flavour(request: pytest.FixtureRequest, backend: Backend, runner: asyncio.Ru
     name: str = request.param
     engine = backend.engines.get(name)
     if engine is None:
-        engine = backend.async_engine() if name == "async" else backend.sync_engine()
-        if backend.kind == "sqlite":
-            configure_sqlite(engine)  # as the docs tell users to: atomic savepoints
-        backend.engines[name] = engine
+        engine = make_engine(backend, name)
     made = Flavour(name, engine, runner if name == "async" else None)
     yield made
     assert made.checked_out() == 0, "a connection was left checked out"
+
+
+def make_engine(backend: Backend, flavour: str) -> Engine | AsyncEngine:
+    """The backend's engine for units of one flavour, made on first use and kept with the backend."""
+    engine = backend.engines.get(flavour)
+    if engine is None:
+        engine = backend.async_engine() if flavour == "async" else backend.sync_engine()
+        if backend.kind == "sqlite":
+            configure_sqlite(engine)  # as the docs tell users to: atomic savepoints
+        backend.engines[flavour] = engine
+    return engine
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

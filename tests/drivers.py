@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import NullPool
 
 from uow import AsyncUnitOfWork, UnitOfWork
 
@@ -164,4 +165,6 @@ class Flavour:
     def checked_out(self) -> int:
         """How many connections of this flavour's pool are checked out right now."""
         pool = self.engine.pool
+        if isinstance(pool, NullPool):  # closes every connection as it is returned
+            return 0
         return pool.checkedout()  # type: ignore[attr-defined, no-any-return]

@@ -198,6 +198,18 @@ class InMemoryStore:
         return self._engine
 
     @property
+    def url(self) -> str:
+        """A URL of the store's database, for engines of your own in this process."""
+        return f"sqlite:///{self._name}&uri=true"
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """The async engine of the store's database (on `aiosqlite`, made on first use)."""
+        self.async_sessions  # noqa: B018  # makes the engine
+        assert self._async_engine is not None
+        return self._async_engine
+
+    @property
     def async_sessions(self) -> async_sessionmaker[AsyncSession]:
         """The factory of the async units' sessions (on `aiosqlite`, made on first use)."""
         if self._async_sessions is None:

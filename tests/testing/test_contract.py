@@ -7,7 +7,6 @@ around the unit under test: through the store, or through a separate connection.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
@@ -44,19 +43,6 @@ def user_repository_class(world: World) -> type[Any]:
 # -- commit and rollback --------------------------------------------------------------------------
 
 
-def test_the_reference_scenario_commits_only_hanmeimei(world: World) -> None:
-    with world.unit() as unit:
-        users = unit.repository(User)
-        users.add(User(id="5", name="Bob"))
-        users.add(User(id="5", name="LILY"))
-        unit.rollback()
-        users.add(User(id="7", name="hanmeimei"))
-        unit.commit()
-        assert users.one(id="7").name == "hanmeimei"
-
-    assert world.users() == [("7", "hanmeimei")]
-
-
 def test_commit_makes_the_work_visible_to_later_units(world: World) -> None:
     with world.unit() as unit:
         unit.repository(User).add(User(id="1", name="ann"))
@@ -65,18 +51,6 @@ def test_commit_makes_the_work_visible_to_later_units(world: World) -> None:
     with world.unit() as unit:
         assert unit.repository(User).get_one("1").name == "ann"
     assert world.users() == [("1", "ann")]
-
-
-def test_rollback_discards_pending_objects_and_the_unit_goes_on(world: World) -> None:
-    with world.unit() as unit:
-        users = unit.repository(User)
-        users.add(User(id="5", name="bob"))
-        unit.rollback()
-        assert users.count() == 0
-        users.add(User(id="7", name="hanmeimei"))
-        unit.commit()
-
-    assert world.users() == [("7", "hanmeimei")]
 
 
 def test_rollback_undoes_changes_already_flushed_by_a_read(world: World) -> None:
@@ -98,15 +72,6 @@ def test_rollback_restores_the_committed_values_of_loaded_objects(world: World) 
         users.get_one("1").name = "anne"
         unit.rollback()
         assert users.get_one("1").name == "ann"
-
-
-def test_changes_to_loaded_objects_are_committed(world: World) -> None:
-    world.insert(User(id="1", name="ann"))
-    with world.unit() as unit:
-        unit.repository(User).get_one("1").name = "anne"
-        unit.commit()
-
-    assert world.users() == [("1", "anne")]
 
 
 def test_an_object_changed_after_add_is_stored_as_it_is_at_commit(world: World) -> None:
@@ -154,22 +119,6 @@ def test_each_block_loads_its_own_copy_of_an_object(world: World) -> None:
 # -- integrity errors -----------------------------------------------------------------------------
 
 
-def test_committing_the_same_id_twice_raises_duplicate_key_and_commits_nothing(world: World) -> None:
-    with world.unit() as unit:
-        users = unit.repository(User)
-        users.add(User(id="5", name="bob"))
-        users.add(User(id="5", name="lily"))
-        with pytest.raises(uow.DuplicateKeyError) as caught:
-            unit.commit()
-        assert isinstance(caught.value, sqlalchemy.exc.IntegrityError)
-        assert isinstance(caught.value.__cause__, sqlalchemy.exc.IntegrityError)
-
-        users.add(User(id="7", name="hanmeimei"))
-        unit.commit()
-
-    assert world.users() == [("7", "hanmeimei")]
-
-
 def test_adding_a_row_that_already_exists_raises_duplicate_key(world: World) -> None:
     world.insert(User(id="5", name="bob"))
     with world.unit() as unit:
@@ -178,50 +127,6 @@ def test_adding_a_row_that_already_exists_raises_duplicate_key(world: World) -> 
             unit.commit()
 
     assert world.users() == [("5", "bob")]
-
-
-def test_a_unique_column_violation_raises_duplicate_key(world: World) -> None:
-    world.insert(Account(id=1, owner="ann", email="a@example.org"))
-    with world.unit() as unit:
-        unit.repository(Account).add(Account(id=2, owner="ben", email="a@example.org"))
-        with pytest.raises(uow.DuplicateKeyError):
-            unit.commit()
-
-    assert world.accounts() == [(1, "ann", 0)]
-
-
-def test_a_not_null_violation_raises_integrity_error_but_not_duplicate_key(world: World) -> None:
-    with world.unit() as unit:
-        unit.repository(Account).add(Account(id=1, owner=None))
-        with pytest.raises(uow.IntegrityError) as caught:
-            unit.commit()
-        assert not isinstance(caught.value, uow.DuplicateKeyError)
-
-    assert world.accounts() == []
-
-
-def test_a_failed_commit_discards_the_whole_transaction(world: World) -> None:
-    with world.unit() as unit:
-        unit.repository(Account).add(Account(id=1, owner="ann"))
-        unit.repository(User).add(User(id="1", name="ann"))
-        unit.repository(User).add(User(id="1", name="twin"))
-        with pytest.raises(uow.DuplicateKeyError):
-            unit.commit()
-
-    assert world.accounts() == []
-    assert world.users() == []
-
-
-def test_a_duplicate_flushed_by_a_read_raises_duplicate_key(world: World) -> None:
-    world.insert(User(id="1", name="ann"))
-    with world.unit() as unit:
-        users = unit.repository(User)
-        users.add(User(id="1", name="twin"))
-        with pytest.raises(uow.DuplicateKeyError):
-            users.list()
-        unit.rollback()
-
-    assert world.users() == [("1", "ann")]
 
 
 def test_after_a_failed_flush_reads_are_refused_until_rollback(world: World) -> None:
@@ -279,65 +184,6 @@ def test_leaving_after_insert_many_without_commit_warns(world: World) -> None:
     assert world.users() == []
 
 
-def test_leaving_with_changed_and_deleted_objects_names_them_in_the_warning(world: World) -> None:
-    world.insert(User(id="1", name="ann"), User(id="2", name="ben"))
-    with (
-        pytest.warns(uow.UncommittedWorkWarning, match=r"1 changed object.*1 deleted object"),
-        world.unit() as unit,
-    ):
-        users = unit.repository(User)
-        ann, ben = users.get_one("1"), users.get_one("2")
-        ann.name = "anne"
-        users.remove(ben)
-
-    assert world.users() == [("1", "ann"), ("2", "ben")]
-
-
-def test_a_block_that_only_read_does_not_warn(world: World) -> None:
-    world.insert(User(id="1", name="ann"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with world.unit() as unit:
-            assert unit.repository(User).get_one("1").name == "ann"
-            assert unit.repository(User).count() == 1
-
-
-def test_leaving_after_an_explicit_rollback_does_not_warn(world: World) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with world.unit() as unit:
-            unit.repository(User).add(User(id="1", name="ann"))
-            unit.repository(User).count()
-            unit.rollback()
-
-    assert world.users() == []
-
-
-def test_an_exception_rolls_back_and_propagates_unchanged(world: World) -> None:
-    error = ValueError("boom")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(ValueError) as caught, world.unit() as unit:
-            unit.repository(User).add(User(id="1", name="ann"))
-            unit.repository(User).count()
-            raise error
-
-    assert caught.value is error
-    assert world.users() == []
-
-
-def test_an_exception_after_commit_keeps_the_committed_work(world: World) -> None:
-    with pytest.raises(LookupError), world.unit() as unit:
-        unit.repository(User).add(User(id="1", name="ann"))
-        unit.commit()
-        unit.repository(User).add(User(id="2", name="ben"))
-        raise LookupError
-
-    assert world.users() == [("1", "ann")]
-
-
-# -- state errors ---------------------------------------------------------------------------------
-
 OUTSIDE_CALLS = {
     "commit": lambda unit: unit.commit(),
     "rollback": lambda unit: unit.rollback(),
@@ -356,17 +202,6 @@ def test_using_a_unit_outside_its_block_raises_state_error(world: World, call: s
         OUTSIDE_CALLS[call](unit)
 
 
-def test_entering_an_active_unit_raises_state_error_and_keeps_the_block_going(world: World) -> None:
-    with world.unit() as unit:
-        unit.repository(User).add(User(id="1", name="ann"))
-        with pytest.raises(uow.StateError, match="already active"), unit:
-            pass
-        assert unit.active
-        unit.commit()
-
-    assert world.users() == [("1", "ann")]
-
-
 def test_a_unit_can_be_entered_again_after_its_block(world: World) -> None:
     unit = world.unit()
     assert not unit.active
@@ -379,16 +214,6 @@ def test_a_unit_can_be_entered_again_after_its_block(world: World) -> None:
         unit.commit()
 
     assert world.users() == [("1", "ann"), ("2", "ben")]
-
-
-def test_a_repository_kept_after_its_block_raises_state_error(world: World) -> None:
-    with world.unit() as unit:
-        users = unit.repository(User)
-    for call in (lambda: users.add(User(id="1")), lambda: users.get("1"), users.list, users.count):
-        with pytest.raises(uow.StateError, match="block has ended"):
-            call()
-
-    assert world.users() == []
 
 
 def test_a_unit_gives_the_same_repository_for_the_same_target_within_a_block(world: World) -> None:
@@ -413,17 +238,6 @@ def test_a_repository_subclass_keeps_its_own_queries(world: World) -> None:
         assert [user.id for user in users.named("ann")] == ["1", "3"]
 
 
-def test_a_repository_of_an_unmapped_class_is_refused(world: World) -> None:
-    class NotMapped:
-        pass
-
-    with world.unit() as unit, pytest.raises(uow.InvalidArgumentError, match="NotMapped"):
-        unit.repository(NotMapped)
-
-
-# -- writes ---------------------------------------------------------------------------------------
-
-
 def test_add_returns_the_object_and_add_all_a_list(world: World) -> None:
     ann = User(id="1", name="ann")
     with world.unit() as unit:
@@ -434,49 +248,6 @@ def test_add_returns_the_object_and_add_all_a_list(world: World) -> None:
         unit.commit()
 
     assert world.users() == [("1", "ann"), ("2", "u2"), ("3", "u3")]
-
-
-def test_adding_an_object_of_another_model_is_refused_naming_both(world: World) -> None:
-    with world.unit() as unit:
-        with pytest.raises(uow.InvalidArgumentError, match=r"User.*Account"):
-            unit.repository(User).add(Account(id=1, owner="ann"))
-        unit.commit()
-
-    assert world.accounts() == []
-
-
-def test_add_all_with_one_wrong_object_adds_none(world: World) -> None:
-    with world.unit() as unit:
-        with pytest.raises(uow.InvalidArgumentError):
-            unit.repository(User).add_all([User(id="1", name="ann"), Account(id=1, owner="x")])
-        unit.commit()
-
-    assert world.users() == []
-
-
-def test_remove_deletes_a_stored_object_on_commit(world: World) -> None:
-    world.insert(User(id="1", name="ann"), User(id="2", name="ben"))
-    with world.unit() as unit:
-        users = unit.repository(User)
-        users.remove(users.get_one("1"))
-        assert users.count() == 1
-        unit.commit()
-
-    assert world.users() == [("2", "ben")]
-
-
-def test_remove_of_an_object_never_flushed_means_it_is_never_inserted(world: World) -> None:
-    with world.unit() as unit:
-        users = unit.repository(User)
-        users.remove(users.add(User(id="1", name="ann")))
-        unit.commit()
-
-    assert world.users() == []
-
-
-def test_remove_of_an_object_never_added_is_refused(world: World) -> None:
-    with world.unit() as unit, pytest.raises(uow.InvalidArgumentError, match="never added"):
-        unit.repository(User).remove(User(id="1", name="ann"))
 
 
 def test_an_object_from_an_earlier_block_can_be_removed_in_a_later_one(world: World) -> None:
@@ -499,14 +270,6 @@ def test_insert_many_inserts_rows_and_applies_column_defaults(world: World) -> N
     assert world.accounts() == [(1, "owner1", 0), (2, "owner2", 0), (3, "owner3", 0)]
 
 
-def test_insert_many_is_rolled_back_like_any_other_write(world: World) -> None:
-    with world.unit() as unit:
-        unit.repository(User).insert_many([{"id": "1", "name": "ann"}])
-        unit.rollback()
-
-    assert world.users() == []
-
-
 def test_insert_many_with_an_unknown_field_inserts_nothing(world: World) -> None:
     with world.unit() as unit:
         with pytest.raises(uow.InvalidFieldError, match="User"):
@@ -514,16 +277,6 @@ def test_insert_many_with_an_unknown_field_inserts_nothing(world: World) -> None
         unit.commit()
 
     assert world.users() == []
-
-
-def test_insert_many_of_an_existing_key_raises_duplicate_key(world: World) -> None:
-    world.insert(User(id="1", name="ann"))
-    with world.unit() as unit:
-        with pytest.raises(uow.DuplicateKeyError):
-            unit.repository(User).insert_many([{"id": "2", "name": "ben"}, {"id": "1", "name": "twin"}])
-        unit.rollback()
-
-    assert world.users() == [("1", "ann")]
 
 
 def test_reads_see_the_units_own_pending_work(world: World) -> None:
@@ -548,15 +301,6 @@ def test_get_returns_the_object_with_that_primary_key_or_none(accounts: World) -
         assert unit.repository(Account).get(99) is None
 
 
-def test_get_one_raises_not_found_naming_the_model_and_its_key_fields(accounts: World) -> None:
-    with (
-        accounts.unit() as unit,
-        pytest.raises(uow.NotFoundError, match=r"^no Account found for id=\?$") as caught,
-    ):
-        unit.repository(Account).get_one(99)
-    assert caught.value.model is Account
-
-
 def test_one_primary_key_gives_the_same_object_within_a_block(accounts: World) -> None:
     with accounts.unit() as unit:
         repository = unit.repository(Account)
@@ -564,11 +308,6 @@ def test_one_primary_key_gives_the_same_object_within_a_block(accounts: World) -
         assert repository.get(1) is first
         assert repository.one(owner="ann") is first
         assert repository.list(order_by="id")[0] is first
-
-
-def test_list_without_filters_returns_every_object(accounts: World) -> None:
-    with accounts.unit() as unit:
-        assert sorted(ids(unit.repository(Account).list())) == [1, 2, 3, 4, 5]
 
 
 def test_list_filters_by_keyword_equality_and_none_matches_null(accounts: World) -> None:
@@ -607,42 +346,6 @@ def test_list_filters_by_column_comparisons_with_sql_semantics(
         assert ids(unit.repository(Account).list(*where, order_by="id")) == expected
 
 
-@pytest.mark.parametrize(
-    ("order_by", "expected"),
-    [
-        ("owner", [1, 2, 3, 4, 5]),
-        ("-owner", [5, 4, 3, 2, 1]),
-        (["balance", "-id"], [4, 2, 3, 1, 5]),
-        (("-balance", "id"), [5, 1, 3, 2, 4]),
-        (Account.owner.desc(), [5, 4, 3, 2, 1]),
-        ([Account.balance, Account.id.desc()], [4, 2, 3, 1, 5]),
-        (Account.owner, [1, 2, 3, 4, 5]),
-    ],
-    ids=["name", "-name", "list", "tuple", "expression", "expressions", "attribute"],
-)
-def test_list_orders_by_names_and_expressions(accounts: World, order_by: Any, expected: list[int]) -> None:
-    with accounts.unit() as unit:
-        assert ids(unit.repository(Account).list(order_by=order_by)) == expected
-
-
-def test_list_pages_with_limit_and_offset(accounts: World) -> None:
-    with accounts.unit() as unit:
-        repository = unit.repository(Account)
-        assert ids(repository.list(order_by="id", limit=2)) == [1, 2]
-        assert ids(repository.list(order_by="id", limit=2, offset=2)) == [3, 4]
-        assert ids(repository.list(order_by="id", limit=2, offset=4)) == [5]
-        assert ids(repository.list(order_by="id", limit=0)) == []
-        assert ids(repository.list(order_by="id", offset=3)) == [4, 5]
-
-
-def test_first_returns_the_first_match_in_order_or_none(accounts: World) -> None:
-    with accounts.unit() as unit:
-        first = unit.repository(Account).first(balance=10, order_by="-id")
-        assert first is not None
-        assert first.id == 4
-        assert unit.repository(Account).first(owner="nobody") is None
-
-
 def test_one_returns_the_only_match_or_raises(accounts: World) -> None:
     with accounts.unit() as unit:
         repository = unit.repository(Account)
@@ -651,16 +354,6 @@ def test_one_returns_the_only_match_or_raises(accounts: World) -> None:
             repository.one(owner="nobody")
         with pytest.raises(uow.MultipleResultsError, match=r"Account.*balance=\?"):
             repository.one(balance=10)
-
-
-def test_count_and_exists_take_the_same_filters(accounts: World) -> None:
-    with accounts.unit() as unit:
-        repository = unit.repository(Account)
-        assert repository.count() == 5
-        assert repository.count(balance=10) == 2
-        assert repository.count(Account.balance > 15, email=None) == 0
-        assert repository.exists(Account.balance > 40)
-        assert not repository.exists(owner="nobody")
 
 
 def test_stream_yields_every_match_in_order(accounts: World) -> None:
@@ -706,12 +399,6 @@ def test_an_argument_that_cannot_become_a_query_is_refused(
 ) -> None:
     with accounts.unit() as unit, pytest.raises(uow.InvalidArgumentError, match=match):
         unit.repository(Account).list(**arguments)
-
-
-@pytest.mark.parametrize("bad", ["id = 1", 1, None])
-def test_a_positional_filter_that_is_not_an_expression_is_refused(accounts: World, bad: object) -> None:
-    with accounts.unit() as unit, pytest.raises(uow.InvalidArgumentError, match="expressions"):
-        unit.repository(Account).list(bad)
 
 
 def test_a_stream_batch_size_that_is_not_positive_is_refused(accounts: World) -> None:

@@ -63,14 +63,6 @@ def test_nested_savepoints_roll_back_one_level_at_a_time(world: World) -> None:
     assert names(world) == ["outer", "after"]
 
 
-@pytest.mark.parametrize("call", ["commit", "rollback"])
-def test_commit_and_rollback_are_refused_inside_a_savepoint(world: World, call: str) -> None:
-    with world.unit() as unit:
-        with unit.savepoint(), pytest.raises(uow.StateError, match="inside a savepoint"):
-            getattr(unit, call)()
-        unit.rollback()
-
-
 def test_a_failure_caught_inside_a_savepoint_rolls_it_back_when_it_ends(world: World) -> None:
     world.insert(User(id="1", name="ann"))
     with world.unit() as unit:
