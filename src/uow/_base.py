@@ -297,7 +297,7 @@ class _AttemptBase(Generic[U]):
     def __init__(self, unit: U, loop: Loop) -> None:
         self._unit = unit
         self._loop = loop
-        self.number = loop.next()
+        self.number: int = loop.next()
         """This attempt's number: 1 for the first."""
 
     @property

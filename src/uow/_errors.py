@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any, Self, TypeVar
 
 from sqlalchemy import exc as sa_exc
+from typing_extensions import override
 
 __all__ = [
     "CommitOutcomeUnknownError",
@@ -206,7 +207,8 @@ class HookError(UnitOfWorkError, ExceptionGroup[Exception]):
     def __init__(self, message: str, exceptions: Sequence[Exception], *, committed: bool) -> None:
         super().__init__(message, exceptions)
 
-    def derive(self, excs: Sequence[Exception]) -> HookError:  # type: ignore[override]
+    @override
+    def derive(self, excs: Sequence[Exception]) -> HookError:  # type: ignore[override]  # narrower
         return HookError(self.message, excs, committed=self.committed)
 
 

@@ -85,8 +85,8 @@ class Fault:
         self.error = error
         self.nth = nth
         self.times = times
-        self.seen = 0
-        self.fired = 0
+        self.seen: int = 0
+        self.fired: int = 0
 
     def __repr__(self) -> str:
         return f"<Fault {self.error!r}: fired {self.fired} of {self.times} time(s), {self.seen} seen>"

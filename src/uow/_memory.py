@@ -25,6 +25,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapper, Session, sessionmaker
 from sqlalchemy.pool import QueuePool
+from typing_extensions import override
 
 from uow._async_repository import AsyncRepository
 from uow._async_unit import AsyncUnitOfWork
@@ -303,13 +304,14 @@ class InMemoryUnitOfWork(UnitOfWork):
     __slots__ = ("store",)
 
     def __init__(self, store: InMemoryStore | None = None, **options: Any) -> None:
-        self.store = _store(store)
+        self.store: InMemoryStore = _store(store)
         super().__init__(self.store.sessions, **options)
 
     @overload
     def repository(self, target: type[R]) -> R: ...
     @overload
     def repository(self, target: type[T]) -> Repository[T]: ...
+    @override
     def repository(self, target: type[Any]) -> Repository[Any]:
         """As the real unit's; the store first creates the tables of the model if it has none."""
         self.store.ensure(_model_of(target))
@@ -322,13 +324,14 @@ class AsyncInMemoryUnitOfWork(AsyncUnitOfWork):
     __slots__ = ("store",)
 
     def __init__(self, store: InMemoryStore | None = None, **options: Any) -> None:
-        self.store = _store(store)
+        self.store: InMemoryStore = _store(store)
         super().__init__(self.store.async_sessions, **options)
 
     @overload
     def repository(self, target: type[AR]) -> AR: ...
     @overload
     def repository(self, target: type[T]) -> AsyncRepository[T]: ...
+    @override
     def repository(self, target: type[Any]) -> AsyncRepository[Any]:
         """As the real unit's; the store first creates the tables of the model if it has none."""
         self.store.ensure(_model_of(target))

@@ -102,8 +102,8 @@ class Loop:
     __slots__ = ("failure", "number", "retry")
 
     def __init__(self, retry: Retry) -> None:
-        self.retry = retry
-        self.number = 0
+        self.retry: Retry = retry
+        self.number: int = 0
         self.failure: BaseException | None = None
         """The transient error that ended the last attempt, to be retried; `None` otherwise."""
 
