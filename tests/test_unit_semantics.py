@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -448,3 +449,36 @@ def test_a_temporary_table_on_mariadb_is_allowed_and_commits_nothing(
         unit.rollback()
 
     assert backend.users() == []
+
+
+def _cycle_garbage(work: Any) -> list[str]:
+    """The types of the objects that only the cycle collector could free after ``work()``."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        work()
+        gc.collect()
+        return sorted({type(found).__name__ for found in gc.garbage})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
+@pytest.mark.parametrize("work", ["commit", "rollback", "savepoint and hooks"])
+def test_a_unit_leaves_no_reference_cycles_behind(flavour: Flavour, backend: Backend, work: str) -> None:
+    def one_unit(user_id: str) -> None:
+        with flavour.unit() as unit:
+            unit.on_commit(flavour.hook(lambda: None))
+            users = unit.repository(User)
+            users.add(User(id=user_id, name="ann"))
+            if work == "rollback":
+                unit.rollback()
+            elif work == "savepoint and hooks":
+                with unit.savepoint():
+                    unit.on_rollback(flavour.hook(lambda: None))
+                    users.add(User(id=f"{user_id}-s", name="kept"))
+            if work != "rollback":
+                unit.commit()
+
+    one_unit("warm-up")  # listeners, caches and the pool are set up once
+    assert _cycle_garbage(lambda: one_unit("measured")) == []
