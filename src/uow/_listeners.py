@@ -7,7 +7,7 @@ so commits, rollbacks and savepoints behave alike whether they go through the un
 SQLAlchemy ends the transaction they belong to (see `_rules.py` for what each ending means).
 
 Listeners are registered once per session class (every `sessionmaker` makes a class of its own) and
-once on `Engine` for statement errors and savepoints. A session that no unit manages has no ledger,
+once on `Engine` for statement errors (a dialect event, free for engines until a statement fails). A session that no unit manages has no ledger,
 and every listener returns at once for it.
 """
 
@@ -61,12 +61,13 @@ class Ledger:
         "committing",
         "connections",
         "deferring",
-        "ending",
+        "flushing",
         "events",
         "failures",
         "in_flight",
         "mysql_guard",
         "options",
+        "releasing",
         "scope",
         "scopes",
         "unknown",
@@ -84,8 +85,9 @@ class Ledger:
         """Whether the connection was lost while COMMIT itself was on its way."""
         self.unknown = False
         """Whether the root transaction now ending failed to commit with an unknown outcome."""
-        self.ending: Scope | None = None
-        """The savepoint being released or rolled back at the database right now."""
+        self.releasing: Scope | None = None
+        """The savepoint whose commit (its flush, then RELEASE SAVEPOINT) is under way."""
+        self.flushing = False
         self.commits_started = 0
         self.commits_done = 0
         self.events: list[object] = []
@@ -195,9 +197,9 @@ def instrument(session_class: type[Session]) -> None:
             _instrumented.add(session_class)  # a base hears its events already
             return
         if not _instrumented:
+            # handle_error is a dialect event: unlike connection events, it costs the engines nothing
+            # until a statement fails.
             event.listen(Engine, "handle_error", _on_error)
-            event.listen(Engine, "release_savepoint", _on_savepoint_ends)
-            event.listen(Engine, "rollback_savepoint", _on_savepoint_ends)
         for name, listener in (
             ("after_transaction_create", _on_create),
             ("after_transaction_end", _on_end),
@@ -270,7 +272,11 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
 
 def _on_commit_starts(session: Session) -> None:
     ledger = ledger_of(session)
-    if ledger is not None and not ledger.committing and session.get_nested_transaction() is None:
+    if ledger is None:
+        return
+    if session.get_nested_transaction() is not None:
+        ledger.releasing = ledger.scope
+    elif not ledger.committing:
         ledger.committing = True
         ledger.commits_started += 1
 
@@ -295,7 +301,8 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
         return
     committed = ledger.committed
     ledger.committed = False
-    ledger.ending = None
+    ledger.releasing = None
+    ledger.flushing = False
     parent = scope.parent
     if parent is not None:
         ledger.scope = parent
@@ -351,30 +358,25 @@ def _on_error(context: ExceptionContext) -> None:
     if ledger is None:
         return
     scope = ledger.scope
-    ending = ledger.ending
-    if ending is not None:  # RELEASE or ROLLBACK TO failed: the savepoint's work may be left behind
-        scope = ending.parent or ending
+    if ledger.releasing is scope and not ledger.flushing and scope.parent is not None:
+        scope = scope.parent  # RELEASE SAVEPOINT failed: the savepoint's work may be left behind
     scope.failed = True
     if ledger.committing and context.statement is None and context.is_disconnect:
         ledger.in_flight = True
-
-
-def _on_savepoint_ends(connection: Connection, name: str, context: object) -> None:
-    ledger = _connection_ledger(connection)
-    if ledger is not None:
-        ledger.ending = ledger.scope
 
 
 def _on_flush(session: Session, flush_context: object) -> None:
     ledger = ledger_of(session)
     if ledger is not None:
         ledger.scope.flushed = True
+        ledger.flushing = False
 
 
 def _before_flush(session: Session, flush_context: object, instances: object) -> None:
     ledger = ledger_of(session)
     if ledger is None:
         return
+    ledger.flushing = True
     options = ledger.options
     if options.read_only and (session.new or session.dirty or session.deleted):
         raise read_only_refusal("flushing changes was")
