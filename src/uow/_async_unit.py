@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from sqlalchemy import exc as sa_exc
 
 from uow._async_repository import AsyncRepository, CallGuard
-from uow._base import AsyncAttempts, UnitBase, is_open
+from uow._base import CLOSING, RECOVERING, AsyncAttempts, UnitBase, is_open
 from uow._classify import translate
 from uow._listeners import Ledger, discard_connections, settle
 from uow._retry import Retry
@@ -120,12 +120,7 @@ class AsyncUnitOfWork(UnitBase):
             return
         ledger, discarded = self._leave(exc)
         try:
-            await _cleanup_async(
-                lambda error: _close_async(session, ledger, error),
-                exc,
-                exc,
-                "rolling back and closing the session",
-            )
+            await _cleanup_async(lambda error: _close_async(session, ledger, error), exc, exc, CLOSING)
         except BaseException as failure:
             self._left(ledger, failure, None)
             raise
@@ -165,7 +160,7 @@ class AsyncUnitOfWork(UnitBase):
                         lambda cause: _recover_async(session, cause),
                         exc,
                         error,
-                        "rolling back the failed commit",
+                        RECOVERING,
                     )
                 self._failed(ledger, error or exc)
                 if error is None or error is exc:

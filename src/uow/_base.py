@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 
 from uow._classify import translate
 from uow._errors import InvalidArgumentError
-from uow._listeners import Ledger, attach, bind_with_options, detach, instrument, uncommitted_work
+from uow._listeners import Ledger, attach, bind_with_options, detach, uncommitted_work
 from uow._repository import ENDED_SESSION
 from uow._retry import Loop, Retry
 from uow._rules import (
@@ -124,7 +124,6 @@ class UnitBase:
         try:
             if options.binds:
                 bind_with_options(sync, options.isolation_level, options.read_only)
-            instrument(type(sync))
             ledger = Ledger(options)
             attach(sync, ledger)
         except BaseException:
@@ -159,7 +158,7 @@ class UnitBase:
         self._sync = None
         self._ledger = None
         self._end_claim()
-        failures = ledger.take_failures()
+        failures = ledger.failures
         if error is not None:
             attach_hook_failures(error, failures)
             return
@@ -225,9 +224,8 @@ class UnitBase:
     def _finished(self, ledger: Ledger, *, committed: bool) -> None:
         """After a commit or rollback of the unit: raise what its hooks and handlers raised."""
         ledger.deferring = False
-        failures = ledger.take_failures()
-        if failures:
-            raise hook_error(failures, committed=committed)
+        if ledger.failures:
+            raise hook_error(ledger.take_failures(), committed=committed)
 
     def _register(self, action: str, fn: Callable[[], Any], robust: bool, *, rollback: bool) -> None:
         self._active(action)

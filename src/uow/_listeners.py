@@ -7,8 +7,8 @@ so commits, rollbacks and savepoints behave alike whether they go through the un
 SQLAlchemy ends the transaction they belong to (see `_rules.py` for what each ending means).
 
 Listeners are registered once per session class (every `sessionmaker` makes a class of its own) and
-once on `Engine` for statement errors (a dialect event, free for engines until a statement fails). A session that no unit manages has no ledger,
-and every listener returns at once for it.
+once on `Engine` for statement errors (a dialect event, free for engines until a statement fails).
+A session that no unit manages has no ledger, and every listener returns at once for it.
 """
 
 from __future__ import annotations
@@ -61,9 +61,9 @@ class Ledger:
         "committing",
         "connections",
         "deferring",
-        "flushing",
         "events",
         "failures",
+        "flushing",
         "in_flight",
         "mysql_guard",
         "options",
@@ -215,12 +215,17 @@ def instrument(session_class: type[Session]) -> None:
 
 def attach(session: Session, ledger: Ledger) -> None:
     """Make `ledger` the one `session`'s listeners feed, until `detach()`."""
+    session_class = type(session)
+    if session_class not in _instrumented:
+        instrument(session_class)
     session.info[_KEY] = ledger
     transaction = session.get_transaction()
     if transaction is not None:  # the factory's session began already (an event of the user's)
         ledger.scopes[transaction] = ledger.scope
-    if ledger.options.read_only or _is_mysql(session):
-        ledger.mysql_guard = _is_mysql(session)
+    bind = session.bind
+    mysql = bind is not None and bind.dialect.name in _MYSQL_DIALECTS
+    if mysql or ledger.options.read_only:
+        ledger.mysql_guard = mysql
         event.listen(session, "do_orm_execute", _guard_statement)
 
 
@@ -229,18 +234,15 @@ def detach(session: Session) -> None:
 
 
 def ledger_of(session: Session) -> Ledger | None:
+    """The ledger of the unit that manages `session`, if one does."""
     info = session.__dict__.get("info")
     return None if info is None else info.get(_KEY)
 
 
-def _is_mysql(session: Session) -> bool:
-    bind = session.bind
-    return bind is not None and bind.dialect.name in _MYSQL_DIALECTS
-
-
 def mark_written(session: Session) -> None:
     """Count a write the unit made without a flush (a bulk INSERT) as uncommitted work."""
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is not None:
         ledger.scope.flushed = True
 
@@ -249,7 +251,8 @@ def mark_written(session: Session) -> None:
 
 
 def _on_create(session: Session, transaction: SessionTransaction) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is None or transaction in ledger.scopes:
         return
     if transaction.nested:
@@ -261,7 +264,8 @@ def _on_create(session: Session, transaction: SessionTransaction) -> None:
 
 
 def _on_begin(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is None or connection in ledger.connections:
         return
     connection.info[_KEY] = weakref.ref(ledger)
@@ -271,29 +275,33 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
 
 
 def _on_commit_starts(session: Session) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is None:
         return
-    if session.get_nested_transaction() is not None:
-        ledger.releasing = ledger.scope
+    scope = ledger.scope
+    if scope.parent is not None:  # a savepoint is being released
+        ledger.releasing = scope
     elif not ledger.committing:
         ledger.committing = True
         ledger.commits_started += 1
 
 
 def _on_committed(session: Session) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is None or ledger.committed:
         return
     ledger.committed = True
-    if session.get_nested_transaction() is None:  # the root committed
+    if ledger.scope.parent is None:  # the root committed
         ledger.commits_done += 1
         if ledger.options.dispatch is not None:
             ledger.events = take(session)
 
 
 def _on_end(session: Session, transaction: SessionTransaction) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is None:
         return
     scope = ledger.scopes.pop(transaction, None)
@@ -366,14 +374,16 @@ def _on_error(context: ExceptionContext) -> None:
 
 
 def _on_flush(session: Session, flush_context: object) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is not None:
         ledger.scope.flushed = True
         ledger.flushing = False
 
 
 def _before_flush(session: Session, flush_context: object, instances: object) -> None:
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     if ledger is None:
         return
     ledger.flushing = True
@@ -440,7 +450,8 @@ def uncommitted_work(session: Session, ledger: Ledger) -> str | None:
 
 def discard_connections(session: Session) -> None:
     """Invalidate and close every connection `session`'s unit saw begin; the pool gets them back."""
-    ledger = ledger_of(session)
+    info = session.__dict__.get("info")
+    ledger = info.get(_KEY) if info else None
     for connection in ledger.connections if ledger is not None else ():
         if not connection.closed:
             try:

@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar, overload
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction
 
-from uow._base import RECOVERING, Attempts, UnitBase, is_open
+from uow._base import CLOSING, RECOVERING, Attempts, UnitBase, is_open
 from uow._classify import translate
 from uow._listeners import Ledger, discard_connections, settle
 from uow._repository import Repository
@@ -111,9 +111,10 @@ class UnitOfWork(UnitBase):
             return
         ledger, discarded = self._leave(exc)
         try:
-            _cleanup(
-                lambda error: _close(session, ledger, error), exc, exc, "rolling back and closing the session"
-            )
+            if exc is None:
+                _close(session, ledger, None)
+            else:
+                _cleanup(lambda error: _close(session, ledger, error), exc, exc, CLOSING)
         except BaseException as failure:
             self._left(ledger, failure, None)
             raise
