@@ -50,7 +50,7 @@ def open_server_transactions(backend: Backend) -> int:
     else:
         query = (
             "SELECT count(*) FROM information_schema.processlist WHERE id <> CONNECTION_ID() "
-            "AND (info LIKE 'SELECT SLEEP%' OR id IN "
+            "AND db = DATABASE() AND (info LIKE 'SELECT SLEEP%' OR id IN "
             "(SELECT trx_mysql_thread_id FROM information_schema.innodb_trx))"
         )
     with backend.check.connect() as connection:

@@ -5,6 +5,11 @@ The errors are as real as they can be made. On PostgreSQL and MariaDB the server
 session), so they reach the code under test through the real driver, SQLAlchemy's wrapping and its
 disconnect detection. SQLite has no server: its errors are the `sqlite3` exceptions the driver
 raises, with their extended result codes, and a disconnect closes the driver's connection.
+
+A fault is raised where the driver executes the statement (the dialect's `do_execute` events), not
+from `before_cursor_execute`: SQLAlchemy 2.0 lets an exception raised in `before_cursor_execute`
+through as it is, unwrapped, while what is raised in the driver's place is handled as the driver's
+own error on every 2.x release.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Literal, TypeAlias, get_args
 
 from sqlalchemy import Connection, Engine, event
@@ -171,6 +176,57 @@ def _target(target: object) -> Engine | Connection:
     return bind
 
 
+_Action: TypeAlias = Callable[[], None]
+_Decide: TypeAlias = Callable[[Connection, Any, str], _Action | None]
+
+
+@contextmanager
+def _intercepting(bind: Engine | Connection, decide: _Decide) -> Iterator[None]:
+    """Show `decide` every statement sent through `bind`, and run the action it picks in the driver's place.
+
+    `decide(connection, cursor, statement)` is called from `before_cursor_execute`; the action it
+    returns, if any, runs from the dialect's `do_execute`, `do_executemany` and
+    `do_execute_no_params` events, just before the driver executes that statement on that cursor.
+    What the action raises there is handled as the driver's own error: wrapped in a `DBAPIError`,
+    checked for a disconnect (which invalidates the connection), and passed to `handle_error`
+    listeners. The dialect's events are shared by every connection of its engine; an action runs
+    only for the cursor of the statement it was picked for.
+    """
+    pending: dict[int, tuple[Any, _Action]] = {}
+
+    def before(
+        connection: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
+    ) -> None:
+        action = decide(connection, cursor, statement)
+        if action is None:
+            pending.pop(id(cursor), None)  # one picked for an earlier statement that never ran
+        else:
+            pending[id(cursor)] = (cursor, action)
+
+    def run(cursor: Any) -> None:
+        entry = pending.pop(id(cursor), None)  # holding the cursor, the id is its own
+        if entry is not None:
+            entry[1]()
+
+    def execute(cursor: Any, statement: str, parameters: Any, context: Any) -> None:
+        run(cursor)
+
+    def execute_no_params(cursor: Any, statement: str, context: Any) -> None:
+        run(cursor)
+
+    listeners: list[tuple[Any, str, Callable[..., None]]] = [
+        (bind, "before_cursor_execute", before),
+        (bind.dialect, "do_execute", execute),
+        (bind.dialect, "do_executemany", execute),
+        (bind.dialect, "do_execute_no_params", execute_no_params),
+    ]
+    with ExitStack() as stack:
+        for target, name, listener in listeners:
+            event.listen(target, name, listener)
+            stack.callback(event.remove, target, name, listener)
+        yield
+
+
 @contextmanager
 def fail_statement(
     target: object,
@@ -222,19 +278,15 @@ def fail_statement(
     bind = _target(target)
     pattern = re.compile(matching, re.IGNORECASE) if matching is not None else None
 
-    def before(
-        connection: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
+    def decide(connection: Connection, cursor: Any, statement: str) -> _Action | None:
         if pattern is not None and not pattern.search(statement):
-            return
+            return None
         if fault._count():
-            fault._raise(connection, cursor)
+            return lambda: fault._raise(connection, cursor)
+        return None
 
-    event.listen(bind, "before_cursor_execute", before)
-    try:
+    with _intercepting(bind, decide):
         yield fault
-    finally:
-        event.remove(bind, "before_cursor_execute", before)
 
 
 @contextmanager
@@ -270,27 +322,22 @@ def fail_commit(
             connection.info[_PROBE] = fault
             connection.exec_driver_sql("SELECT 1")  # runs into the fault, wrapped as a statement error
 
-    def before(
-        connection: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool
-    ) -> None:
+    def decide(connection: Connection, cursor: Any, statement: str) -> _Action | None:
         if connection.info.get(_PROBE) is fault:
             del connection.info[_PROBE]
-            fault._raise(connection, cursor)
-        elif (
+            return lambda: fault._raise(connection, cursor)
+        if (
             statement.startswith("RELEASE SAVEPOINT")
             and connection.info.get(SAVEPOINT_DEPTH) == 0  # the savepoint of a unit's transaction
             and fault._count()
         ):
-            _fail_release(fault, connection, cursor, statement.split()[-1])
+            name = statement.split()[-1]
+            return lambda: _fail_release(fault, connection, cursor, name)
+        return None
 
-    listeners: list[tuple[str, Callable[..., None]]] = [
-        ("commit", on_commit),
-        ("before_cursor_execute", before),
-    ]
-    for name, listener in listeners:
-        event.listen(bind, name, listener)
+    event.listen(bind, "commit", on_commit)
     try:
-        yield fault
+        with _intercepting(bind, decide):
+            yield fault
     finally:
-        for name, listener in listeners:
-            event.remove(bind, name, listener)
+        event.remove(bind, "commit", on_commit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -44,11 +45,20 @@ def configure_sqlite(engine: Engine | AsyncEngine) -> None:
         return
     event.listen(sync_engine, "connect", _driver_leaves_transactions_alone)
     event.listen(sync_engine, "begin", _begin)
+    event.listen(sync_engine, "invalidate", _roll_back_before_closing)
     _configured.add(sync_engine.dialect)
 
 
 def _driver_leaves_transactions_alone(dbapi_connection: Any, connection_record: object) -> None:
     dbapi_connection.isolation_level = None
+
+
+def _roll_back_before_closing(dbapi_connection: Any, record: object, exception: object) -> None:
+    # A connection invalidated with a statement still open (SQLAlchemy 2.0's aiosqlite cursor stays
+    # open after a failed statement) would keep its transaction's locks until garbage collection:
+    # roll back first. The connection is being discarded, so a failure here changes nothing.
+    with contextlib.suppress(Exception):
+        dbapi_connection.rollback()
 
 
 def _begin(connection: Connection) -> None:

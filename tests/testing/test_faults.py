@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, insert, text
 
 import uow
 from tests.conftest import Backend
@@ -63,6 +63,38 @@ def test_an_injected_transient_error_carries_the_backends_own_code(
     expected = TRANSIENT[backend.kind][kind == "deadlock"]
     assert driver_code(caught.value) == expected
     assert "injected by uow.testing" in str(caught.value)
+
+
+def test_an_injected_error_reaches_error_listeners_as_the_drivers_own(
+    flavour: Flavour, backend: Backend
+) -> None:
+    engine = getattr(flavour.engine, "sync_engine", flavour.engine)
+    seen: list[BaseException] = []
+
+    def record(context: Any) -> None:
+        seen.append(context.original_exception)
+
+    event.listen(engine, "handle_error", record)
+    try:
+        with flavour.unit() as unit, fail_statement(flavour.engine, "deadlock"):
+            with pytest.raises(sqlalchemy.exc.DBAPIError) as caught:
+                unit.repository(User).count()
+            unit.rollback()
+    finally:
+        event.remove(engine, "handle_error", record)
+
+    assert seen == [caught.value.orig]
+
+
+def test_a_statement_for_many_rows_fails_as_one(flavour: Flavour, backend: Backend) -> None:
+    rows = [{"id": "1", "name": "ann"}, {"id": "2", "name": "ben"}]
+    with flavour.unit() as unit, fail_statement(flavour.engine, "duplicate_key", matching="INSERT") as fault:
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            unit.execute(insert(User), rows)
+        unit.rollback()
+
+    assert fault.fired == 1
+    assert backend.users() == []
 
 
 def test_an_injected_disconnect_invalidates_the_connection_and_the_unit_goes_on(
