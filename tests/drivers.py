@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -24,6 +24,23 @@ from uow import AsyncUnitOfWork, UnitOfWork
 
 async def _collect(stream: Any) -> list[Any]:
     return [item async for item in stream]
+
+
+@contextmanager
+def block(runner: asyncio.Runner | None, manager: Any) -> Iterator[Any]:
+    """``with`` over a context manager, or over an async one run on ``runner``'s loop."""
+    if runner is None:
+        with manager as value:
+            yield value
+        return
+    value = runner.run(manager.__aenter__())
+    try:
+        yield value
+    except BaseException as exc:
+        if not runner.run(manager.__aexit__(type(exc), exc, exc.__traceback__)):
+            raise
+    else:
+        runner.run(manager.__aexit__(None, None, None))
 
 
 class RepositoryDriver:
@@ -102,21 +119,8 @@ class UnitDriver:
     def flush(self) -> None:
         self._call(self.real.session.flush())
 
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        if isinstance(self.real, AsyncUnitOfWork):
-            manager = self.real.savepoint()
-            self._call(manager.__aenter__())
-            try:
-                yield
-            except BaseException as exc:
-                if not self._call(manager.__aexit__(type(exc), exc, exc.__traceback__)):
-                    raise
-            else:
-                self._call(manager.__aexit__(None, None, None))
-        else:
-            with self.real.savepoint():
-                yield
+    def savepoint(self) -> AbstractContextManager[None]:
+        return block(self._runner, self.real.savepoint())
 
     def on_commit(self, fn: Callable[[], Any], *, robust: bool = False) -> None:
         self.real.on_commit(fn, robust=robust)

@@ -8,8 +8,7 @@ documented recipes) keep or drop their hooks and clear the partial-commit guard 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
@@ -18,26 +17,14 @@ from sqlalchemy import select
 
 import uow
 from tests.conftest import Backend
-from tests.drivers import Flavour, UnitDriver
+from tests.drivers import Flavour, UnitDriver, block
 from tests.models import Account, User
 from uow.testing import fail_statement
 
 
-@contextmanager
-def session_block(flavour: Flavour, manager: Any) -> Iterator[None]:
+def session_block(flavour: Flavour, manager: Any) -> AbstractContextManager[Any]:
     """``with`` (sync) or ``async with`` (async) over one of the session's transaction managers."""
-    if not flavour.is_async:
-        with manager:
-            yield
-        return
-    flavour.run(manager.__aenter__())
-    try:
-        yield
-    except BaseException as exc:
-        if not flavour.run(manager.__aexit__(type(exc), exc, exc.__traceback__)):
-            raise
-    else:
-        flavour.run(manager.__aexit__(None, None, None))
+    return block(flavour.runner, manager)
 
 
 def begin_nested(flavour: Flavour, unit: UnitDriver) -> Any:
