@@ -137,8 +137,6 @@ class Ledger:
 
     def run_hooks(self, hooks: list[Hook], stage: str) -> None:
         """Call every hook in order, outside the unit; collect or log the failures."""
-        if not hooks:
-            return
         with outside_unit():
             for fn, robust in hooks:
                 try:
@@ -158,7 +156,8 @@ class Ledger:
                         self._call(dispatch, domain_event)
                     except Exception as exc:
                         self.failures.append(exc)
-        self.run_hooks(scope.on_commit, "after-commit")
+        if scope.on_commit:
+            self.run_hooks(scope.on_commit, "after-commit")
 
 
 def _await(awaitable: Any) -> None:
@@ -319,7 +318,8 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
             return
         if ledger.options.dispatch is not None:
             drop(session, scope.mark)
-        ledger.run_hooks(scope.on_rollback, "after-rollback")
+        if scope.on_rollback:
+            ledger.run_hooks(scope.on_rollback, "after-rollback")
         return
     _end_root(session, ledger, scope, committed)
 
@@ -331,7 +331,8 @@ def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -
     unknown = ledger.unknown or (ledger.in_flight and not committed)
     ledger.unknown = ledger.in_flight = False
     if committed:
-        ledger.after_commit(scope)
+        if ledger.events or scope.on_commit:
+            ledger.after_commit(scope)
     else:
         ledger.events = []
         if ledger.options.dispatch is not None:
@@ -339,7 +340,7 @@ def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -
         if unknown:
             if scope.on_rollback:
                 skipped_rollback_hooks(len(scope.on_rollback))
-        else:
+        elif scope.on_rollback:
             ledger.run_hooks(scope.on_rollback, "after-rollback")
     if ledger.failures and not ledger.deferring:
         raise hook_error(ledger.take_failures(), committed=committed)
