@@ -154,8 +154,7 @@ class BlockWatch:
     def transaction_began(self, connection: Connection) -> None:
         """The root transaction holds its first connection."""
         self.began = time.perf_counter()
-        if self.system is None:
-            self.system = system_name(connection.dialect)
+        self.system = system_name(connection.dialect)  # MariaDB is known once the engine connected
         if self.log:
             self.debug("begin", "unit %d began a transaction", self.id)
 

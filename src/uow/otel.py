@@ -300,10 +300,12 @@ class _Block(BlockWatch):
 
     @_guarded
     def transaction_began(self, connection: Connection) -> None:
-        known = self.system is not None
+        known = self.system
         super().transaction_began(connection)
-        if not known and self.system is not None:
-            self.span.set_attribute(SYSTEM, self.system)
+        if self.system != known and self.system is not None:
+            for span in (self.span, self.commit, *self.savepoints.values()):
+                if span is not None:
+                    span.set_attribute(SYSTEM, self.system)
         self.pool = pool_name(connection)
 
     @_guarded
