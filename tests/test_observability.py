@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -433,6 +434,34 @@ def test_uninstrument_stops_the_recording(flavour: Flavour, backend: Backend, te
         unit.commit()
 
     assert telemetry.spans() == []
+
+
+class BrokenTracerProvider(trace.TracerProvider):
+    """Its tracers fail to start any span."""
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        tracer = trace.NoOpTracer()
+
+        def start_span(*args: Any, **kwargs: Any) -> trace.Span:
+            raise RuntimeError("broken tracer")
+
+        tracer.start_span = start_span  # type: ignore[method-assign]
+        return tracer
+
+
+def test_a_failing_instrumentation_never_changes_what_a_unit_does(
+    flavour: Flavour, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    uow.otel.instrument(tracer_provider=BrokenTracerProvider(), meter_provider=Telemetry().meter_provider)
+    try:
+        with caplog.at_level(logging.WARNING, logger="uow"), flavour.unit() as unit:
+            unit.repository(User).add(User(id="1", name="ann"))
+            unit.commit()
+    finally:
+        uow.otel.uninstrument()
+
+    assert backend.users() == [("1", "ann")]
+    assert [getattr(record, "uow_event", None) for record in caplog.records] == ["instrumentation_failed"]
 
 
 def test_the_core_never_imports_opentelemetry() -> None:

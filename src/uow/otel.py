@@ -117,7 +117,12 @@ def _guarded(method: F) -> F:
         try:
             return method(*args, **kwargs)
         except Exception:
-            _observe.logger.warning("uow.otel: %s failed", method.__qualname__, exc_info=True)
+            _observe.logger.warning(
+                "uow.otel: %s failed",
+                method.__qualname__,
+                exc_info=True,
+                extra={"uow_event": "instrumentation_failed"},
+            )
             return None
 
     return guarded  # type: ignore[return-value]  # same signature
@@ -162,9 +167,11 @@ class OpenTelemetry(Observer):
             description="Hooks and domain event handlers that raised, by stage.",
         )
 
+    @_guarded
     def block(self, session: Session, *, attempt: int | None, flavour: str, log: bool) -> BlockWatch:
         return _Block(self, session, attempt=attempt, flavour=flavour, log=log)
 
+    @_guarded
     def run(self, *, flavour: str, log: bool) -> RunWatch:
         return _Run(self, flavour=flavour, log=log)
 
