@@ -16,9 +16,11 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction
 
+from uow import _observe
 from uow._classify import translate
 from uow._errors import InvalidArgumentError
 from uow._listeners import Ledger, attach, bind_with_options, detach, uncommitted_work
+from uow._observe import DEBUG, LEVELS, RunWatch, open_block, open_run
 from uow._repository import ENDED_SESSION
 from uow._retry import Loop, Retry
 from uow._rules import (
@@ -126,6 +128,12 @@ class UnitBase:
                 bind_with_options(sync, options.isolation_level, options.read_only)
             ledger = Ledger(options)
             attach(sync, ledger)
+            try:  # whether anything watches the block, without a call while nothing does
+                watched = LEVELS[DEBUG] or _observe.observer is not None
+            except KeyError:  # logging's cache was cleared by a change of level: open_block refills it
+                watched = True
+            if watched:
+                ledger.watch = open_block(sync, self._attempt, "async" if options.allow_async else "sync")
         except BaseException:
             sync.close()  # holds no connection yet: closing needs no I/O
             self._end_claim()
@@ -159,13 +167,16 @@ class UnitBase:
         self._ledger = None
         self._end_claim()
         failures = ledger.failures
+        raised = hook_error(failures, committed=False) if failures and error is None else None
+        if ledger.watch is not None:
+            ledger.watch.exited(error or raised, discarded)
         if error is not None:
             attach_hook_failures(error, failures)
             return
         if discarded is not None:
             warn_uncommitted(discarded)
-        if failures:
-            raise hook_error(failures, committed=False)
+        if raised is not None:
+            raise raised
 
     def _end_claim(self) -> None:
         leave_durable(self._depth)
@@ -190,6 +201,8 @@ class UnitBase:
         if self._options.read_only and (sync.new or sync.dirty or sync.deleted):
             raise read_only_refusal("commit() with changes in the session was")
         ledger.deferring = True
+        if ledger.watch is not None:  # the commit starts with the unit's flush
+            ledger.watch.commit_started()
         return ledger
 
     def _check_rollback(self, sync: Session) -> Ledger:
@@ -198,6 +211,8 @@ class UnitBase:
         if sync.get_nested_transaction() is not None:
             raise inside_savepoint("rollback()")
         ledger.deferring = True
+        if ledger.watch is not None:
+            ledger.watch.rolling_back()
         return ledger
 
     def _failed_commit(self, ledger: Ledger, done: int, exc: BaseException) -> BaseException | None:
@@ -208,6 +223,8 @@ class UnitBase:
             translate(exc, commit_sent=ledger.committing) if isinstance(exc, sa_exc.DBAPIError) else None
         )
         ledger.unknown = unknown_outcome(exc, translated)
+        if ledger.watch is not None:
+            ledger.watch.commit_failed(translated or exc, unknown=ledger.unknown)
         return translated or exc
 
     def _defer(self) -> None:
@@ -287,15 +304,43 @@ A = TypeVar("A", bound=Any)
 # -- retries ------------------------------------------------------------------------------------
 
 
+class _Run:
+    """What the sync and async attempt iterators share: the unit, the loop, and the loop's watch."""
+
+    __slots__ = ("_loop", "_unit", "watch")
+
+    def __init__(self, unit: Any, retry: Retry) -> None:
+        self._unit = unit
+        self._loop = Loop(retry)
+        self.watch: RunWatch | None = None
+        """Who watches the loop (`_observe.py`); set as its first attempt starts, if anything does."""
+
+    def _pause(self) -> float | None:
+        """The pause before the next attempt, as `Loop.pause()` says; the watch hears of it."""
+        loop = self._loop
+        watch = self.watch
+        try:
+            delay = loop.pause()
+        except BaseException as error:
+            if watch is not None:
+                watch.exhausted(error)
+            raise
+        if watch is not None and delay is not None and loop.number:
+            watch.retrying(loop.number, loop.failure, delay)
+        return delay
+
+
 class _AttemptBase(Generic[U]):
     """What the sync and async attempts share: the number, the loop, the unit's bookkeeping."""
 
-    __slots__ = ("_loop", "_unit", "number")
+    __slots__ = ("_loop", "_previous", "_run", "_unit", "number")
 
-    def __init__(self, unit: U, loop: Loop) -> None:
+    def __init__(self, unit: U, run: _Run) -> None:
         self._unit = unit
-        self._loop = loop
-        self.number: int = loop.next()
+        self._run = run
+        self._loop = run._loop
+        self._previous: int | None = None
+        self.number: int = self._loop.next()
         """This attempt's number: 1 for the first."""
 
     @property
@@ -303,8 +348,26 @@ class _AttemptBase(Generic[U]):
         """The transient error that ended this attempt, to be retried; `None` otherwise."""
         return self._loop.failure if self._loop.number == self.number else None
 
+    def _entering(self) -> None:
+        """Before the unit's block opens: number it (its watch reads the number), and tell the loop's."""
+        unit = self._unit
+        self._previous = unit._attempt
+        unit._attempt = self.number
+        run = self._run
+        if self.number == 1:
+            run.watch = open_run("async" if unit._options.allow_async else "sync")
+        if run.watch is not None:
+            run.watch.attempt_entering(self.number)
+
     def _entered(self) -> None:
-        self._unit._attempt = self.number
+        watch = self._run.watch
+        if watch is not None:
+            ledger = self._unit._ledger
+            watch.attempt_entered(None if ledger is None else ledger.watch)
+
+    def _not_entered(self, error: BaseException) -> None:
+        self._unit._attempt = self._previous
+        self._not_ended(error)
 
     def _leaving(self) -> tuple[bool, bool]:
         """Whether this attempt committed, and whether a COMMIT of it was cut off."""
@@ -314,6 +377,20 @@ class _AttemptBase(Generic[U]):
         if ledger is None:
             return False, False
         return ledger.commits_done > 0, ledger.commits_started > ledger.commits_done
+
+    def _ended(self, error: BaseException | None, *, committed: bool, in_flight: bool) -> bool:
+        """Whether the error that ended the attempt is swallowed for another attempt."""
+        retried = self._loop.ended(error, committed=committed, in_flight=in_flight)
+        watch = self._run.watch
+        if watch is not None:
+            watch.attempt_ended(error, retried=retried)
+        return retried
+
+    def _not_ended(self, error: BaseException) -> None:
+        """The attempt's block could not be entered or left: `error` propagates, the loop is over."""
+        watch = self._run.watch
+        if watch is not None:
+            watch.attempt_ended(error, retried=False)
 
 
 class Attempt(_AttemptBase[S]):
@@ -326,7 +403,12 @@ class Attempt(_AttemptBase[S]):
     __slots__ = ()
 
     def __enter__(self) -> S:
-        self._unit.__enter__()
+        self._entering()
+        try:
+            self._unit.__enter__()
+        except BaseException as error:
+            self._not_entered(error)
+            raise
         self._entered()
         return self._unit
 
@@ -337,8 +419,12 @@ class Attempt(_AttemptBase[S]):
         traceback: TracebackType | None,
     ) -> bool:
         committed, in_flight = self._leaving()
-        self._unit.__exit__(exc_type, exc, traceback)
-        return self._loop.ended(exc, committed=committed, in_flight=in_flight)
+        try:
+            self._unit.__exit__(exc_type, exc, traceback)
+        except BaseException as failure:
+            self._not_ended(failure)
+            raise
+        return self._ended(exc, committed=committed, in_flight=in_flight)
 
 
 class AsyncAttempt(_AttemptBase[A]):
@@ -347,7 +433,12 @@ class AsyncAttempt(_AttemptBase[A]):
     __slots__ = ()
 
     async def __aenter__(self) -> A:
-        await self._unit.__aenter__()
+        self._entering()
+        try:
+            await self._unit.__aenter__()
+        except BaseException as error:
+            self._not_entered(error)
+            raise
         self._entered()
         return self._unit
 
@@ -358,50 +449,52 @@ class AsyncAttempt(_AttemptBase[A]):
         traceback: TracebackType | None,
     ) -> bool:
         committed, in_flight = self._leaving()
-        await self._unit.__aexit__(exc_type, exc, traceback)
-        return self._loop.ended(exc, committed=committed, in_flight=in_flight)
+        try:
+            await self._unit.__aexit__(exc_type, exc, traceback)
+        except BaseException as failure:
+            self._not_ended(failure)
+            raise
+        return self._ended(exc, committed=committed, in_flight=in_flight)
 
 
-class Attempts(Generic[S]):
+class Attempts(_Run, Generic[S]):
     """The attempts of a unit run with retries: `for attempt in unit.attempts(retry): ...`."""
 
-    __slots__ = ("_loop", "_unit")
+    __slots__ = ()
 
     def __init__(self, unit: S, retry: Retry) -> None:
-        self._unit = unit
-        self._loop = Loop(retry)
+        super().__init__(unit, retry)
 
     def __iter__(self) -> Attempts[S]:
         return self
 
     def __next__(self) -> Attempt[S]:
-        delay = self._loop.pause()
+        delay = self._pause()
         if delay is None:
             raise StopIteration
         if delay:
             self._loop.retry.sleep(delay)
-        return Attempt(self._unit, self._loop)
+        return Attempt(self._unit, self)
 
 
-class AsyncAttempts(Generic[A]):
+class AsyncAttempts(_Run, Generic[A]):
     """The attempts of an async unit: `async for attempt in unit.attempts(retry): ...`."""
 
-    __slots__ = ("_loop", "_unit")
+    __slots__ = ()
 
     def __init__(self, unit: A, retry: Retry) -> None:
-        self._unit = unit
-        self._loop = Loop(retry)
+        super().__init__(unit, retry)
 
     def __aiter__(self) -> AsyncAttempts[A]:
         return self
 
     async def __anext__(self) -> AsyncAttempt[A]:
-        delay = self._loop.pause()
+        delay = self._pause()
         if delay is None:
             raise StopAsyncIteration
         if delay:
             await self._loop.retry.async_sleep(delay)
-        return AsyncAttempt(self._unit, self._loop)
+        return AsyncAttempt(self._unit, self)
 
 
 def is_open(session: Session, nested: SessionTransaction) -> bool:

@@ -148,3 +148,32 @@ def translate(
     if is_transient(error):
         return TransientError.from_sqlalchemy(error)
     return None
+
+
+def reason(error: BaseException) -> str:
+    """A short name for why `error` happened, free of values: fit for logs, spans and metric attributes.
+
+    `"disconnect"` for a connection SQLAlchemy invalidated; otherwise the code the database gave (the
+    SQLite result code's name such as `"SQLITE_BUSY"`, the MySQL or MariaDB error number such as
+    `"1213"`, the SQLSTATE such as `"40001"`); otherwise the exception's class name. Never the
+    message, which may quote the values of the statement.
+    """
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return "disconnect"
+        code = status_code(error)
+        if code is not None:
+            return code
+    return type(error).__name__
+
+
+def status_code(error: sa_exc.DBAPIError) -> str | None:
+    """The database's code for `error` as a string: SQLite result code name, MySQL error number, SQLSTATE."""
+    code = sqlite_errorcode(error)
+    if code is not None:
+        name = getattr(error.orig, "sqlite_errorname", None)
+        return name if isinstance(name, str) else str(code)
+    errno = mysql_errno(error)
+    if errno is not None:
+        return str(errno)
+    return sqlstate(error)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from uow._errors import StateError
 from uow._events import drop, keep_pending, take
+from uow._observe import BlockWatch
 from uow._rules import (
     Hook,
     Options,
@@ -71,6 +72,7 @@ class Ledger:
         "scope",
         "scopes",
         "unknown",
+        "watch",
     )
 
     def __init__(self, options: Options) -> None:
@@ -96,6 +98,8 @@ class Ledger:
         """Whether the unit raises the hooks' failures itself (or attaches them to an error)."""
         self.connections: list[Connection] = []
         self.mysql_guard = False
+        self.watch: BlockWatch | None = None
+        """Who watches the block (`_observe.py`); `None` unless something does."""
 
     @property
     def flushed(self) -> bool:
@@ -143,6 +147,8 @@ class Ledger:
                     self._call(fn)
                 except Exception as exc:
                     hook_failed(fn, robust, exc, self.failures, stage)
+                    if self.watch is not None:
+                        self.watch.hook_failed(stage, robust=robust)
 
     def after_commit(self, scope: Scope) -> None:
         """Dispatch the committed events, then run the root's `on_commit` hooks."""
@@ -156,6 +162,8 @@ class Ledger:
                         self._call(dispatch, domain_event)
                     except Exception as exc:
                         self.failures.append(exc)
+                        if self.watch is not None:
+                            self.watch.hook_failed("dispatch", robust=False)
         if scope.on_commit:
             self.run_hooks(scope.on_commit, "after-commit")
 
@@ -258,6 +266,8 @@ def _on_create(session: Session, transaction: SessionTransaction) -> None:
         scope = Scope(ledger.scope)
         ledger.scopes[transaction] = scope
         ledger.scope = scope
+        if ledger.watch is not None:
+            ledger.watch.savepoint_started(scope)
     elif transaction.parent is None:
         ledger.scopes[transaction] = ledger.scope
 
@@ -267,6 +277,8 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
     ledger = info.get(_KEY) if info else None
     if ledger is None or connection in ledger.connections:
         return
+    if ledger.watch is not None and not ledger.connections:
+        ledger.watch.transaction_began(connection)
     connection.info[_KEY] = weakref.ref(ledger)
     ledger.connections.append(connection)
     if not transaction.nested and ledger.options.read_only and connection.dialect.name in _MYSQL_DIALECTS:
@@ -284,6 +296,8 @@ def _on_commit_starts(session: Session) -> None:
     elif not ledger.committing:
         ledger.committing = True
         ledger.commits_started += 1
+        if ledger.watch is not None:
+            ledger.watch.commit_started()
 
 
 def _on_committed(session: Session) -> None:
@@ -315,11 +329,13 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
         ledger.scope = parent
         if committed:
             parent.absorb(scope)
-            return
-        if ledger.options.dispatch is not None:
-            drop(session, scope.mark)
-        if scope.on_rollback:
-            ledger.run_hooks(scope.on_rollback, "after-rollback")
+        else:
+            if ledger.options.dispatch is not None:
+                drop(session, scope.mark)
+            if scope.on_rollback:
+                ledger.run_hooks(scope.on_rollback, "after-rollback")
+        if ledger.watch is not None:
+            ledger.watch.savepoint_ended(scope, committed=committed)
         return
     _end_root(session, ledger, scope, committed)
 
@@ -342,6 +358,8 @@ def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -
                 skipped_rollback_hooks(len(scope.on_rollback))
         elif scope.on_rollback:
             ledger.run_hooks(scope.on_rollback, "after-rollback")
+    if ledger.watch is not None:
+        ledger.watch.transaction_ended(committed=committed, unknown=unknown, wrote=scope.flushed)
     if ledger.failures and not ledger.deferring:
         raise hook_error(ledger.take_failures(), committed=committed)
 
@@ -372,6 +390,8 @@ def _on_error(context: ExceptionContext) -> None:
     scope.failed = True
     if ledger.committing and context.statement is None and context.is_disconnect:
         ledger.in_flight = True
+    if ledger.watch is not None:
+        ledger.watch.statement_failed(context.sqlalchemy_exception or context.original_exception)
 
 
 def _on_flush(session: Session, flush_context: object) -> None:

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy import exc as sa_exc
 
-from uow._classify import is_transient, lost_before_sending
+from uow._classify import is_transient, lost_before_sending, reason
 from uow._errors import CommitOutcomeUnknownError, InvalidArgumentError, TransientError
 
 __all__ = ["Loop", "Retry", "exhausted"]
@@ -117,7 +117,18 @@ class Loop:
         if self.number >= self.retry.attempts:
             raise exhausted(failure, self.number)
         delay = self.retry.delay(self.number)
-        logger.info("attempt %d failed with %r; retrying in %.3f s", self.number, failure, delay)
+        logger.info(
+            "attempt %d failed with %r; retrying in %.3f s",
+            self.number,
+            failure,
+            delay,
+            extra={
+                "uow_event": "retry",
+                "uow_attempt": self.number,
+                "uow_reason": reason(failure),
+                "uow_delay": delay,
+            },
+        )
         return delay
 
     def next(self) -> int:

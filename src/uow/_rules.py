@@ -198,7 +198,12 @@ def hook_failed(
 ) -> None:
     """Log the failure of a robust hook; note and collect that of any other."""
     if robust:
-        logger.exception("robust %s hook %r failed; carrying on", stage, fn)
+        logger.exception(
+            "robust %s hook %r failed; carrying on",
+            stage,
+            fn,
+            extra={"uow_event": "hook_failed", "uow_hook_stage": stage},
+        )
     else:
         exc.add_note(f"uow: raised by the {stage} hook {getattr(fn, '__qualname__', fn)!r}")
         failures.append(exc)
@@ -217,7 +222,9 @@ def hook_error(failures: list[Exception], *, committed: bool) -> HookError:
 def attach_failure(error: BaseException, failure: BaseException, during: str) -> None:
     """Record on `error` that `failure` happened while cleaning up after it; `error` wins."""
     error.add_note(f"uow: {during} after this error also failed: {failure!r}")
-    logger.error("%s failed while handling %r", during, error, exc_info=failure)
+    logger.error(
+        "%s failed while handling %r", during, error, exc_info=failure, extra={"uow_event": "cleanup_failed"}
+    )
 
 
 def attach_hook_failures(error: BaseException, failures: list[Exception]) -> None:
@@ -227,7 +234,9 @@ def attach_hook_failures(error: BaseException, failures: list[Exception]) -> Non
 
 def skipped_rollback_hooks(count: int) -> None:
     logger.warning(
-        "the commit was interrupted and its outcome is unknown: %d after-rollback hook(s) not run", count
+        "the commit was interrupted and its outcome is unknown: %d after-rollback hook(s) not run",
+        count,
+        extra={"uow_event": "hooks_skipped", "uow_outcome": "unknown"},
     )
 
 
