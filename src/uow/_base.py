@@ -206,7 +206,7 @@ class UnitBase:
         if ledger.commits_done > done:
             return None
         translated = (
-            translate(exc, commit_sent=ledger.committing) if isinstance(exc, sa_exc.DBAPIError) else None
+            translate(exc, commit_sent=ledger.committing) if isinstance(exc, sa_exc.SQLAlchemyError) else None
         )
         ledger.unknown = unknown_outcome(exc, translated)
         return translated or exc
