@@ -154,7 +154,7 @@ class AsyncRepository(RepositoryCore[T]):
         obj_or_mapping: T | Mapping[str, Any],
         *,
         on: str | Sequence[str] | None = None,
-        update: Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> T:
         """Insert one row or update the row it collides with on `on`; see `Repository.upsert()`."""
         written = await self.upsert_many([obj_or_mapping], on=on, update=update)
@@ -165,7 +165,7 @@ class AsyncRepository(RepositoryCore[T]):
         rows: Iterable[T | Mapping[str, Any]],
         *,
         on: str | Sequence[str] | None = None,
-        update: Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> list[T]:
         """Insert rows, updating those that collide on `on`; see `Repository.upsert_many()`."""
         info = self._info

@@ -137,7 +137,7 @@ class Repository(RepositoryCore[T]):
         obj_or_mapping: T | Mapping[str, Any],
         *,
         on: str | Sequence[str] | None = None,
-        update: Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> T:
         """Insert one row, or update the row it collides with on `on`; returns the object as stored.
 
@@ -152,8 +152,10 @@ class Repository(RepositoryCore[T]):
                 added to the session, the returned one is.
             on: The fields that identify the row: the primary key (the default) or the fields of
                 one unique constraint.
-            update: The fields to overwrite when the row exists; by default every given field
-                except `on` and the primary key.
+            update: What to change when the row exists: the names of fields to overwrite with the
+                given values, or a mapping of field names to values or SQL expressions on the stored
+                row (`{"hits": Page.hits + 1}`); by default every given field except `on` and the
+                primary key.
 
         Raises:
             InvalidFieldError: A name is not a mapped column.
@@ -168,7 +170,7 @@ class Repository(RepositoryCore[T]):
         rows: Iterable[T | Mapping[str, Any]],
         *,
         on: str | Sequence[str] | None = None,
-        update: Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
     ) -> list[T]:
         """Insert rows, updating those that collide on `on` instead; returns the objects as stored.
 

@@ -137,8 +137,13 @@ def upsert_rows(
                 f"upsert_many() of {info.name}: rows {first} and {number} have the same values for "
                 f"{', '.join(on)}; a statement cannot write one row twice"
             )
+    given: dict[str, Any] = {}
     if update is None:
         updated = [name for name in fields if name not in on and name not in info.keys]
+    elif isinstance(update, Mapping):
+        _check_fields(info, update, "field to update on conflict")
+        given = dict(update)
+        updated = []
     else:
         updated = list((update,) if isinstance(update, str) else update)  # type: ignore[call-overload]
         _check_fields(info, updated, "field to update on conflict")
@@ -158,7 +163,8 @@ def upsert_rows(
         statement = native.values(rows[start : start + per])
         proposed = statement.inserted if dialect.name in {"mysql", "mariadb"} else statement.excluded
         assignments: dict[Any, Any] = {info.column(name): proposed[info.column(name).key] for name in updated}
-        if version is not None and version[1] != "server":
+        assignments.update((info.column(name), value) for name, value in given.items())
+        if version is not None and version[1] != "server" and version[0] not in given:
             column = info.column(version[0])
             assignments[column] = column + 1 if version[1] == "counter" else proposed[column.key]
         if not assignments:  # nothing to change: assign a key to itself, so the row is returned

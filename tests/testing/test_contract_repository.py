@@ -121,6 +121,19 @@ def test_upsert_with_update_changes_only_the_fields_named(accounts: World) -> No
         unit.commit()
 
 
+def test_upsert_with_an_update_mapping_sets_values_and_expressions_on_the_stored_row(accounts: World) -> None:
+    with accounts.unit() as unit:
+        rows = [{"id": 1, "owner": "x", "balance": 0}, {"id": 9, "owner": "ivy", "balance": 3}]
+        stored = unit.repository(Account).upsert_many(
+            rows, update={"balance": Account.balance + 5, "email": None}
+        )
+        assert [(a.id, a.owner, a.balance, a.email) for a in stored] == [
+            (1, "ann", 35, None),
+            (9, "ivy", 3, None),
+        ]
+        unit.commit()
+
+
 def test_upsert_of_only_the_key_returns_the_existing_row_unchanged(accounts: World) -> None:
     with accounts.unit() as unit:
         stored = unit.repository(Account).upsert_many([{"id": 4, "owner": "dan"}], update=())
@@ -429,6 +442,70 @@ def test_keyset_pages_cover_every_row_once_in_order(accounts: World) -> None:
     with accounts.unit() as unit:
         for order_by, expected in KEYSET_ORDERS:
             assert walk(unit.repository(Account), order_by, 2) == expected, order_by
+
+
+def page_by_page(world: World, offset_paging: bool, between_pages: Any) -> list[int]:
+    """Read every page of ids 10, 20, ..., 120 by 3, each in a unit of its own (as requests would), while
+    another transaction writes between the pages."""
+    seen: list[int] = []
+    cursor: str | None = None
+    for number in range(12):
+        with world.unit() as unit:
+            repository = unit.repository(Account)
+            if offset_paging:
+                found = repository.list(order_by="id", limit=3, offset=3 * number)
+            else:
+                page = repository.page(order_by="id", limit=3, after=cursor)
+                found, cursor = page.items, page.next
+        seen.extend(ids(found))
+        if not found or (not offset_paging and cursor is None):
+            return seen
+        between_pages(number)
+    raise AssertionError("paging did not end")
+
+
+ORIGINALS = [10 * n for n in range(1, 13)]
+
+
+def fresh_originals(world: World) -> None:
+    with world.unit() as unit:
+        unit.repository(Account).delete_where(sqlalchemy.true())
+        unit.commit()
+    world.insert(*(Account(id=i, owner=f"o{i}") for i in ORIGINALS))
+
+
+def test_offset_pages_repeat_rows_when_rows_are_inserted_before_them_but_keyset_pages_do_not(
+    world: World,
+) -> None:
+    def insert_a_first_row(number: int) -> None:
+        world.insert(Account(id=number + 1, owner="new"))
+
+    fresh_originals(world)
+    by_offset = page_by_page(world, True, insert_a_first_row)
+    assert len(by_offset) > len(set(by_offset)), "offset paging repeated the rows that inserts pushed back"
+
+    fresh_originals(world)
+    assert page_by_page(world, False, insert_a_first_row) == ORIGINALS
+
+
+def test_offset_pages_skip_rows_when_rows_before_them_are_deleted_but_keyset_pages_do_not(
+    world: World,
+) -> None:
+    deleted: list[int] = []
+
+    def delete_a_row_already_read(number: int) -> None:
+        with world.unit() as other:
+            other.repository(Account).delete_where(id=ORIGINALS[number])
+            other.commit()
+        deleted.append(ORIGINALS[number])
+
+    fresh_originals(world)
+    by_offset = page_by_page(world, True, delete_a_row_already_read)
+    never_deleted_nor_seen = [i for i in ORIGINALS if i not in by_offset and i not in deleted]
+    assert never_deleted_nor_seen, "offset paging skipped rows that were there all along"
+
+    fresh_originals(world)
+    assert page_by_page(world, False, delete_a_row_already_read) == ORIGINALS
 
 
 def test_the_previous_cursor_walks_back_to_the_first_page(accounts: World) -> None:
