@@ -17,10 +17,10 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import BigInteger, ColumnElement, Integer, SmallInteger, TypeDecorator
 
 from uow._errors import InvalidArgumentError, InvalidFieldError, shown
-from uow._model import MAX_INT64, ModelInfo
+from uow._model import ModelInfo
 
 __all__ = ["OPERATORS", "ParsedQuery", "QuerySpec", "query_spec"]
 
@@ -74,11 +74,21 @@ class _Refused(ValueError):
     """A value that cannot become a value of the field's type; the message describes the type only."""
 
 
+def _declared(column: Any) -> Any:
+    """The column's type, or the type a `TypeDecorator` stores."""
+    kind = column.type
+    return kind.impl_instance if isinstance(kind, TypeDecorator) else kind
+
+
 def _int(raw: object, column: Any) -> int:
+    kind = _declared(column)
+    bits = 64 if isinstance(kind, BigInteger) else 16 if isinstance(kind, SmallInteger) else 32
+    if not isinstance(kind, Integer):
+        bits = 64
     if isinstance(raw, str) and _INT.fullmatch(raw.strip()):
         raw = int(raw.strip())
-    if not isinstance(raw, int) or isinstance(raw, bool) or not -MAX_INT64 - 1 <= raw <= MAX_INT64:
-        raise _Refused("an integer from -2**63 to 2**63 - 1")
+    if not isinstance(raw, int) or isinstance(raw, bool) or not -(2 ** (bits - 1)) <= raw < 2 ** (bits - 1):
+        raise _Refused(f"an integer from -2**{bits - 1} to 2**{bits - 1} - 1")
     return raw
 
 
@@ -95,13 +105,19 @@ def _float(raw: object, column: Any) -> float:
 
 
 def _decimal(raw: object, column: Any) -> Decimal:
+    kind = _declared(column)
+    precision, scale = getattr(kind, "precision", None), getattr(kind, "scale", None) or 0
+    digits = 30 if precision is None else max(1, precision - scale)
+    value: Decimal | None = None
     if isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
-        return Decimal(raw.strip())
-    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) < 10**30:
-        return Decimal(raw)
-    if isinstance(raw, Decimal) and raw.is_finite() and abs(raw.adjusted()) <= 30:
-        return raw
-    raise _Refused("a decimal number with at most 30 digits before and after the point")
+        value = Decimal(raw.strip())
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        value = Decimal(raw)
+    elif isinstance(raw, Decimal) and raw.is_finite() and raw.adjusted() > -30:
+        value = raw
+    if value is None or abs(value) >= Decimal(10) ** digits:
+        raise _Refused(f"a decimal number with at most {digits} digits before the point")
+    return value
 
 
 def _bool(raw: object, column: Any) -> bool:
