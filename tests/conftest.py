@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, QueuePool
 
 from tests.drivers import Flavour
-from tests.models import Account, Base, Counter, Doctor, Item, Tag, Transfer, User
+from tests.models import Account, Base, Doctor, Tag, Transfer, User
 from uow import configure_sqlite
 from uow.examples.users import Base as ExampleBase
 
@@ -75,8 +75,9 @@ class Backend:
             session.add_all(rows)
 
     def clear(self) -> None:
+        later = [Base.metadata.tables[name] for name in ("uow_counter", "uow_item")]
         with self.check.begin() as connection:
-            for table in (Tag, Account, User, Transfer, Doctor, Counter, Item):
+            for table in (Tag, Account, User, Transfer, Doctor, *later):
                 connection.execute(delete(table))
 
     def sync_engine(self, **options: Any) -> Engine:

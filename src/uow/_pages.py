@@ -11,10 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import hashlib
-import hmac
 import json
-import secrets
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -44,7 +42,7 @@ T = TypeVar("T")
 MAX_CURSOR = 4096
 """The longest cursor accepted, in characters: anything longer is refused before it is decoded."""
 
-_key = secrets.token_bytes(32)
+_key = os.urandom(32)
 
 
 def set_cursor_key(key: bytes | str | None) -> None:
@@ -65,7 +63,7 @@ def set_cursor_key(key: bytes | str | None) -> None:
     """
     global _key
     if key is None:
-        _key = secrets.token_bytes(32)
+        _key = os.urandom(32)
         return
     raw = key.encode() if isinstance(key, str) else key
     if not isinstance(raw, bytes) or len(raw) < 32:
@@ -137,8 +135,14 @@ class Keyset:
             separators=(",", ":"),
             allow_nan=False,
         ).encode()
-        tag = hmac.new(_key, self.context + b"\0" + payload, hashlib.sha256).digest()[:16]
-        return f"{_b64(payload)}.{_b64(tag)}"
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def _sign(self, payload: bytes) -> bytes:
+        """HMAC-SHA256 of the payload for this keyset's context, under the process's key, cut to 128 bits."""
+        import hashlib
+        import hmac
+
+        return hmac.new(_key, self.context + b"\0" + payload, hashlib.sha256).digest()[:16]
 
     def decode(self, cursor: object, argument: str, info: ModelInfo) -> tuple[list[Any], bool]:
         """The boundary values and inclusiveness a cursor carries, once its signature is verified.
@@ -159,8 +163,9 @@ class Keyset:
             tag = _unb64(signature)
         except (ValueError, binascii.Error):
             raise refused from None
-        expected = hmac.new(_key, self.context + b"\0" + payload, hashlib.sha256).digest()[:16]
-        if not hmac.compare_digest(tag, expected):
+        import hmac
+
+        if not hmac.compare_digest(tag, self._sign(payload)):
             raise refused
         try:
             flag, raw = json.loads(payload)

@@ -6,12 +6,12 @@ async one through `AsyncSession.run_sync`, so both send the same statements.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import ColumnElement, Delete, Dialect, Update, delete, select, update
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from uow._classify import conflict, is_duplicate_key
@@ -35,11 +35,12 @@ PARAMETERS_PER_STATEMENT = 30_000
 """The most bound values one upsert statement carries: SQLite takes 32,766."""
 
 _INSERTS = {
-    "postgresql": postgresql.insert,
-    "sqlite": sqlite.insert,
-    "mysql": mysql.insert,
-    "mariadb": mysql.insert,
+    "postgresql": "sqlalchemy.dialects.postgresql",
+    "sqlite": "sqlalchemy.dialects.sqlite",
+    "mysql": "sqlalchemy.dialects.mysql",
+    "mariadb": "sqlalchemy.dialects.mysql",
 }
+"""Where each backend's `insert()` with its upsert clause lives; imported on first use."""
 
 
 def _dialect(session: Session, info: ModelInfo) -> Dialect:
@@ -47,14 +48,14 @@ def _dialect(session: Session, info: ModelInfo) -> Dialect:
 
 
 def _native_insert(dialect: Dialect, info: ModelInfo, action: str) -> Any:
-    make = _INSERTS.get(dialect.name)
-    if make is None:
+    module = _INSERTS.get(dialect.name)
+    if module is None:
         raise InvalidArgumentError(f"{action} of {info.name} needs PostgreSQL, MariaDB, MySQL or SQLite")
     if info.table is None:
         raise InvalidArgumentError(
             f"{action} of {info.name} needs a model mapped to one table, without inheritance"
         )
-    return make(info.cls)
+    return importlib.import_module(module).insert(info.cls)
 
 
 def check_key(info: ModelInfo, on: object, action: str) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ PostgreSQL and MariaDB, sync and async). Concurrency is specified in ``tests/tes
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -48,7 +49,10 @@ def backend_kind(world: World) -> str:
 def execute(world: World, unit: Any, statement: Any) -> Any:
     """Run a statement through the unit's own session, as application code may."""
     result = unit.real.session.execute(statement)
-    return world.runner.run(result) if world.runner is not None else result
+    if not inspect.isawaitable(result):
+        return result
+    runner = getattr(world, "runner", None) or world.flavour.runner  # type: ignore[union-attr]
+    return runner.run(result)
 
 
 # -- upsert ---------------------------------------------------------------------------------------
