@@ -8,7 +8,6 @@ cursors carry the boundary row's key values, signed with HMAC-SHA256 under a key
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import json
@@ -71,19 +70,48 @@ def set_cursor_key(key: bytes | str | None) -> None:
     _key = bytes(raw)
 
 
-@dataclass(frozen=True, slots=True)
+Boundary = tuple[list[Any], bool]
+"""The sort-key values of a page's boundary row, and whether the row itself is included beyond it."""
+
+
 class Page(Generic[T]):
     """One page of a keyset pagination: its objects and the cursors of the pages beside it.
 
     Attributes:
         items: The objects of the page, in the page's order.
-        next: The cursor to pass as `after=` for the next page; `None` on the last page.
-        previous: The cursor to pass as `before=` for the previous page; `None` on the first page.
     """
 
-    items: list[T]
-    next: str | None
-    previous: str | None
+    __slots__ = ("_keyset", "_next", "_previous", "items")
+
+    def __init__(
+        self, items: list[T], keyset: Keyset, following: Boundary | None, preceding: Boundary | None
+    ) -> None:
+        self.items = items
+        self._keyset = keyset
+        self._next: Boundary | str | None = following
+        self._previous: Boundary | str | None = preceding
+
+    @property
+    def next(self) -> str | None:
+        """The cursor to pass as `after=` for the next page; `None` on the last page."""
+        cursor = self._next
+        if isinstance(cursor, tuple):  # signed when first asked for
+            cursor = self._next = self._keyset.encode(*cursor)
+        return cursor
+
+    @property
+    def previous(self) -> str | None:
+        """The cursor to pass as `before=` for the previous page; `None` on the first page."""
+        cursor = self._previous
+        if isinstance(cursor, tuple):
+            cursor = self._previous = self._keyset.encode(*cursor)
+        return cursor
+
+    def __repr__(self) -> str:
+        return (
+            f"<Page of {len(self.items)} item(s), next={'yes' if self._next is not None else 'no'}, "
+            f"previous={'yes' if self._previous is not None else 'no'}>"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +126,12 @@ class Keyset:
     """What a cursor is signed for: the model, its table and the order."""
     description: str
     """The order as `name,-id`, for error messages."""
+    forward: tuple[Any, ...]
+    """The ORDER BY of pages read forward; `backward` is its reverse, for pages read backward."""
+    backward: tuple[Any, ...]
 
-    def ordering(self, forward: bool) -> list[Any]:
-        return [
-            attribute.desc() if descending == forward else attribute.asc()
-            for attribute, descending in zip(self.attributes, self.descending, strict=True)
-        ]
+    def ordering(self, forward: bool) -> tuple[Any, ...]:
+        return self.forward if forward else self.backward
 
     def beyond(self, values: list[Any], forward: bool, inclusive: bool) -> ColumnElement[bool]:
         """The rows that come after `values` in this order (before them when not `forward`)."""
@@ -126,8 +154,9 @@ class Keyset:
 
     # -- cursors -----------------------------------------------------------------------------------
 
-    def cursor(self, obj: Any, *, inclusive: bool = False) -> str:
-        return self.encode([getattr(obj, field) for field in self.fields], inclusive)
+    def boundary(self, obj: Any, *, inclusive: bool = False) -> Boundary:
+        """The boundary a cursor made from `obj` stands for (read where the object's columns are loaded)."""
+        return [getattr(obj, field) for field in self.fields], inclusive
 
     def encode(self, values: list[Any], inclusive: bool) -> str:
         payload = json.dumps(
@@ -139,10 +168,9 @@ class Keyset:
 
     def _sign(self, payload: bytes) -> bytes:
         """HMAC-SHA256 of the payload for this keyset's context, under the process's key, cut to 128 bits."""
-        import hashlib
         import hmac
 
-        return hmac.new(_key, self.context + b"\0" + payload, hashlib.sha256).digest()[:16]
+        return hmac.digest(_key, self.context + b"\0" + payload, "sha256")[:16]
 
     def decode(self, cursor: object, argument: str, info: ModelInfo) -> tuple[list[Any], bool]:
         """The boundary values and inclusiveness a cursor carries, once its signature is verified.
@@ -177,12 +205,22 @@ class Keyset:
         return values, flag == 1
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    """URL-safe base64 without padding."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+    """The bytes of `_b64()` output; anything else, even another spelling of the same bytes, is refused."""
+    raw = (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
+    data = binascii.a2b_base64(raw, strict_mode=True)
+    if _b64(data) != text:
+        raise ValueError("not in canonical form")
+    return data
 
 
 def _plain(value: Any) -> Any:
@@ -214,17 +252,37 @@ def _typed(kind: type[Any] | None, value: Any) -> Any:
     raise TypeError(kind)
 
 
+_KEYSETS: dict[tuple[type[Any], object], tuple[ModelInfo, Keyset]] = {}
+
+
 def keyset(info: ModelInfo, order_by: object) -> Keyset:
     """The keyset of `order_by` (field names, column attributes, their `asc()`/`desc()`).
 
     The primary key's fields are added at the end, ascending, where the order lacks them, so that no
-    two rows sort alike.
+    two rows sort alike. Keysets of field names are kept per model mapping.
 
     Raises:
         InvalidFieldError: A name is not a mapped column of the model.
         InvalidArgumentError: An item is an expression other than a column of the model, a column
             may hold NULL (its rows would have no place in the order), or a field comes twice.
     """
+    names: object = None
+    if order_by is None or isinstance(order_by, str):
+        names = order_by
+    elif isinstance(order_by, list | tuple) and all(isinstance(item, str) for item in order_by):
+        names = tuple(order_by)
+    else:
+        return _keyset(info, order_by)
+    cached = _KEYSETS.get((info.cls, names))
+    if cached is not None and cached[0] is info:
+        return cached[1]
+    made = _keyset(info, order_by)
+    if len(_KEYSETS) < 1000:
+        _KEYSETS[(info.cls, names)] = (info, made)
+    return made
+
+
+def _keyset(info: ModelInfo, order_by: object) -> Keyset:
     items: list[Any]
     if order_by is None:
         items = []
@@ -252,13 +310,17 @@ def keyset(info: ModelInfo, order_by: object) -> Keyset:
     description = ",".join(("-" if descending else "") + name for name, descending in keys)
     cls = info.cls
     table = info.mapper.local_table
+    attributes = tuple(info.columns[name] for name, _ in keys)
+    descending = tuple(descending for _, descending in keys)
     return Keyset(
         fields=tuple(name for name, _ in keys),
-        attributes=tuple(info.columns[name] for name, _ in keys),
-        descending=tuple(descending for _, descending in keys),
+        attributes=attributes,
+        descending=descending,
         kinds=tuple(python_type(info.column(name)) for name, _ in keys),
         context=f"{cls.__module__}.{cls.__qualname__}|{getattr(table, 'name', '')}|{description}".encode(),
         description=description,
+        forward=tuple(a.desc() if d else a for a, d in zip(attributes, descending, strict=True)),
+        backward=tuple(a if d else a.desc() for a, d in zip(attributes, descending, strict=True)),
     )
 
 
@@ -323,7 +385,7 @@ def plan_page(
 
 
 def read_page(session: Session, plan: PagePlan) -> Page[Any]:
-    """Run a page's statement and make its cursors (in the session's greenlet, for async units)."""
+    """Run a page's statement and note its cursors' boundaries (in the greenlet, for async units)."""
     result = session.scalars(plan.statement)
     rows = list((result.unique() if plan.unique else result).all())
     more = len(rows) > plan.limit
@@ -331,18 +393,18 @@ def read_page(session: Session, plan: PagePlan) -> Page[Any]:
     keys = plan.keyset
     boundary = plan.boundary
     if plan.forward:
-        following = keys.cursor(items[-1]) if more else None
+        following = keys.boundary(items[-1]) if more else None
         if boundary is None:
             preceding = None
         elif items:
-            preceding = keys.cursor(items[0])
+            preceding = keys.boundary(items[0])
         else:  # past the end: the previous page ends at the boundary row itself
-            preceding = keys.encode(boundary, inclusive=True)
-        return Page(items, following, preceding)
+            preceding = (boundary, True)
+        return Page(items, keys, following, preceding)
     items.reverse()
-    preceding = keys.cursor(items[0]) if more else None
-    following = keys.cursor(items[-1]) if items else keys.encode(boundary or [], inclusive=True)
-    return Page(items, following, preceding)
+    preceding = keys.boundary(items[0]) if more else None
+    following = keys.boundary(items[-1]) if items else (boundary or [], True)
+    return Page(items, keys, following, preceding)
 
 
 # -- a page and its total ------------------------------------------------------------------------

@@ -164,12 +164,12 @@ class RepositoryCore(Generic[T]):
             checked.append(row)
         return checked
 
-    def _upsert_rows(self, rows: Iterable[object], action: str) -> list[dict[str, Any]]:
-        """`rows` (mappings, or new objects of the model) as dicts of field names to values."""
-        converted: list[dict[str, Any]] = []
+    def _upsert_rows(self, rows: Iterable[object], action: str) -> list[Mapping[str, Any]]:
+        """`rows` (mappings, or new objects of the model) as mappings of field names to values."""
+        converted: list[Mapping[str, Any]] = []
         for row in rows:
             if isinstance(row, Mapping):
-                converted.append(dict(row))
+                converted.append(row)
             elif isinstance(row, self.model):
                 state = inspect(row)
                 if not state.transient:

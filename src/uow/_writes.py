@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, Delete, Dialect, Update, delete, select, update
@@ -92,20 +93,18 @@ def _check_fields(info: ModelInfo, names: object, usage: str) -> None:
 # -- upsert --------------------------------------------------------------------------------------
 
 
-def _version_values(info: ModelInfo, rows: list[dict[str, Any]]) -> None:
-    """Give new rows the first version, as a flush of a new object would."""
-    if info.version is None or info.version[1] == "server":
-        return
+def _version_values(info: ModelInfo, rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """`rows`, new ones given the first version as a flush of a new object would (copied, not changed)."""
+    if info.version is None or info.version[1] == "server" or info.version[0] in rows[0]:
+        return rows
     field = info.version[0]
     generator = info.mapper.version_id_generator
     assert callable(generator)
-    for row in rows:
-        if field not in row:
-            row[field] = generator(None)
+    return [{**row, field: generator(None)} for row in rows]
 
 
 def upsert_rows(
-    session: Session, info: ModelInfo, rows: list[dict[str, Any]], on: tuple[str, ...], update: object
+    session: Session, info: ModelInfo, rows: list[Mapping[str, Any]], on: tuple[str, ...], update: object
 ) -> list[Any]:
     """Insert `rows`, or update the rows whose `on` fields they match, and return the objects written.
 
@@ -116,22 +115,28 @@ def upsert_rows(
     """
     dialect = _dialect(session, info)
     native = _native_insert(dialect, info, "upsert")
-    fields = list(rows[0])
+    names = rows[0].keys()
+    fields = list(names)
     _check_fields(info, fields, "field to upsert")
-    seen: dict[tuple[Any, ...], int] = {}
+    pick = itemgetter(*on)
+    single = len(on) == 1
+    seen: dict[Any, int] = {}
     for number, row in enumerate(rows, 1):
-        if number > 1 and row.keys() != rows[0].keys():
+        if row.keys() != names:
             raise InvalidArgumentError(
                 f"upsert_many() rows of {info.name} must all name the same fields: row {number} names "
-                f"{sorted(row)}, row 1 names {sorted(rows[0])}"
+                f"{sorted(row)}, row 1 names {sorted(names)}"
             )
-        key = tuple(row.get(name) for name in on)
-        for name, value in zip(on, key, strict=True):
-            if value is None:
-                raise InvalidArgumentError(
-                    f"upsert of {info.name}: row {number} has no value for {name!r}, one of the fields of "
-                    "on=; NULL never matches a row, so every field of on= needs a value"
-                )
+        try:
+            key = pick(row)
+        except KeyError:
+            key = None
+        if key is None or (not single and None in key):
+            missing = next(name for name in on if row.get(name) is None)
+            raise InvalidArgumentError(
+                f"upsert of {info.name}: row {number} has no value for {missing!r}, one of the fields of "
+                "on=; NULL never matches a row, so every field of on= needs a value"
+            )
         first = seen.setdefault(key, number)
         if first != number:
             raise InvalidArgumentError(
@@ -156,8 +161,8 @@ def upsert_rows(
     version = info.version
     if version is not None and version[0] in updated:
         updated.remove(version[0])
-    _version_values(info, rows)
-    columns = [info.column(name) for name in fields]
+    rows = _version_values(info, rows)
+    columns = [info.column(name) for name in rows[0]]
     per = max(1, min(ROWS_PER_STATEMENT, PARAMETERS_PER_STATEMENT // max(1, len(columns) + 1)))
     written: list[Any] = []
     for start in range(0, len(rows), per):
@@ -183,16 +188,21 @@ def upsert_rows(
     return _in_order(written, rows, on)
 
 
-def _in_order(written: list[Any], rows: list[dict[str, Any]], on: tuple[str, ...]) -> list[Any]:
+def _in_order(written: list[Any], rows: list[Mapping[str, Any]], on: tuple[str, ...]) -> list[Any]:
     """`written` in the order of `rows`, matched by their `on` values; unmatched ones at the end.
 
     A row matches no object only where the database compares keys otherwise than Python (a
     case-insensitive collation, a value converted by the column's type).
     """
-    by_key = {tuple(getattr(obj, name) for name in on): obj for obj in written}
-    ordered = [by_key.pop(key) for key in (tuple(row[name] for name in on) for row in rows) if key in by_key]
+    if len(written) == 1:
+        return written
+    value_of = attrgetter(*on)
+    by_key = {value_of(obj): obj for obj in written}
+    pick = itemgetter(*on)
+    ordered = [by_key.pop(key) for key in map(pick, rows) if key in by_key]
     if by_key:
-        ordered.extend(obj for obj in written if any(obj is left for left in by_key.values()))
+        left = {id(obj) for obj in by_key.values()}
+        ordered.extend(obj for obj in written if id(obj) in left)
     return ordered
 
 
@@ -230,8 +240,7 @@ def get_or_create(
         return found, False
     dialect = _dialect(session, info)
     native = _native_insert(dialect, info, "get_or_create()")
-    row = {**defaults, **keys}
-    _version_values(info, [row])
+    [row] = _version_values(info, [{**defaults, **keys}])
     statement = native.values(row)
     duplicate: sa_exc.DBAPIError | None = None
     if dialect.name in {"mysql", "mariadb"}:

@@ -554,7 +554,17 @@ def test_a_page_takes_filters_and_loader_options(accounts: World) -> None:
 def tampered(cursor: str) -> list[str]:
     payload, _, signature = cursor.partition(".")
     flipped = payload[:-1] + ("A" if payload[-1] != "A" else "B")
-    return [flipped + "." + signature, payload + "." + signature[::-1], payload, cursor + "x", "", "." * 3]
+    return [
+        flipped + "." + signature,
+        payload + "." + signature[::-1],
+        payload,
+        cursor + "x",
+        cursor + "=",
+        payload[:3] + "!" + payload[3:] + "." + signature,
+        payload + ".\u00e9" + signature,
+        "",
+        "." * 3,
+    ]
 
 
 @MEMORY
