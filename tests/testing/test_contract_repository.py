@@ -792,3 +792,24 @@ def test_a_stale_version_flushed_by_a_read_raises_conflict(world: World) -> None
         with pytest.raises(uow.ConflictError):
             counters.list()
         unit.rollback()
+
+
+def test_a_stale_version_released_with_a_savepoint_raises_conflict_and_keeps_the_work_before(
+    world: World,
+) -> None:
+    world.insert(Counter(id=1, value=0))
+    with world.unit() as unit:
+        stale = unit.repository(Counter).get_one(1)
+    with world.unit() as unit:
+        unit.repository(Counter).update_where({"value": 5}, id=1)
+        unit.commit()
+    with world.unit() as unit:
+        counters = unit.repository(Counter)
+        counters.add(Counter(id=2, value=2))
+        with pytest.raises(uow.ConflictError), unit.savepoint():
+            counters.add(stale)
+            stale.value = 1
+        unit.commit()
+
+    with world.unit() as unit:
+        assert [(c.id, c.value) for c in unit.repository(Counter).list(order_by="id")] == [(1, 5), (2, 2)]
