@@ -76,8 +76,9 @@ class Backend:
             session.add_all(rows)
 
     def clear(self) -> None:
+        later = [Base.metadata.tables[name] for name in ("uow_counter", "uow_item")]
         with self.check.begin() as connection:
-            for table in (Tag, Account, User, Transfer, Doctor):
+            for table in (Tag, Account, User, Transfer, Doctor, *later):
                 connection.execute(delete(table))
 
     def sync_engine(self, **options: Any) -> Engine:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, String
+import enum
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Enum, ForeignKey, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from uow import AsyncRepository, HasEvents, Repository
@@ -57,6 +62,43 @@ class Doctor(Base):
     on_call: Mapped[bool]
 
 
+class Counter(Base):
+    """A counter under optimistic locking: every UPDATE checks and increments ``version``."""
+
+    __tablename__ = "uow_counter"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(default=0)
+    version: Mapped[int] = mapped_column()
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012  # SQLAlchemy's mapper configuration
+
+
+class Colour(enum.Enum):
+    red = "r"
+    green = "g"
+
+
+class Item(Base):
+    """A row of every column type the filters convert, with a unique pair of fields."""
+
+    __tablename__ = "uow_item"
+    __table_args__ = (UniqueConstraint("shop", "sku"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    shop: Mapped[str] = mapped_column(String(20), default="main")
+    sku: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(40))
+    price: Mapped[Decimal] = mapped_column(Numeric(10, 2), default=Decimal("0"))
+    weight: Mapped[float] = mapped_column(default=0.0)
+    stocked: Mapped[bool] = mapped_column(default=True)
+    added: Mapped[date] = mapped_column(default=date(2024, 1, 1))
+    seen: Mapped[datetime] = mapped_column(default=datetime(2024, 1, 1, 12, 0))
+    ref: Mapped[uuid.UUID] = mapped_column(default=uuid.UUID(int=0))
+    colour: Mapped[Colour] = mapped_column(Enum(Colour), default=Colour.red)
+    note: Mapped[str | None] = mapped_column(String(200))
+
+
 class UserRepository(Repository[User]):
     """A user's own repository: adds a query of its own."""
 
@@ -73,7 +115,10 @@ __all__ = [
     "Account",
     "AsyncUserRepository",
     "Base",
+    "Colour",
+    "Counter",
     "Doctor",
+    "Item",
     "Tag",
     "Transfer",
     "User",

@@ -6,6 +6,7 @@ import pickle
 
 import pytest
 import sqlalchemy
+import sqlalchemy.orm
 
 import uow
 
@@ -21,15 +22,19 @@ def test_the_public_names_are_pinned() -> None:
         "Attempt",
         "Attempts",
         "CommitOutcomeUnknownError",
+        "ConflictError",
         "DuplicateKeyError",
         "HasEvents",
         "HookError",
         "IntegrityError",
         "InvalidArgumentError",
         "InvalidFieldError",
+        "Lock",
         "MultipleResultsError",
         "NotFoundError",
         "OrderBy",
+        "Page",
+        "ParsedQuery",
         "Repository",
         "RepositoryProtocol",
         "Retry",
@@ -41,6 +46,7 @@ def test_the_public_names_are_pinned() -> None:
         "UnitOfWorkProtocol",
         "configure_sqlite",
         "is_transient",
+        "set_cursor_key",
     ]
     assert uow.__all__ == sorted(uow.__all__)
     for name in uow.__all__:
@@ -60,6 +66,7 @@ def test_the_public_names_are_pinned() -> None:
         (uow.HookError, (uow.UnitOfWorkError, ExceptionGroup)),
         (uow.TransientError, (uow.UnitOfWorkError, sqlalchemy.exc.OperationalError)),
         (uow.CommitOutcomeUnknownError, (uow.UnitOfWorkError, sqlalchemy.exc.OperationalError)),
+        (uow.ConflictError, (uow.UnitOfWorkError, sqlalchemy.orm.exc.StaleDataError)),
     ],
 )
 def test_each_error_is_also_the_exception_code_already_catches(

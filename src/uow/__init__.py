@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from uow._classify import is_transient
 from uow._errors import (
     CommitOutcomeUnknownError,
+    ConflictError,
     DuplicateKeyError,
     HookError,
     IntegrityError,
@@ -25,6 +26,9 @@ from uow._errors import (
     UnitOfWorkError,
 )
 from uow._events import HasEvents
+from uow._filters import ParsedQuery
+from uow._locks import Lock
+from uow._pages import Page, set_cursor_key
 from uow._repository import OrderBy, Repository
 from uow._sqlite import configure_sqlite
 from uow._unit import UnitOfWork
@@ -80,15 +84,19 @@ __all__ = [
     "Attempt",
     "Attempts",
     "CommitOutcomeUnknownError",
+    "ConflictError",
     "DuplicateKeyError",
     "HasEvents",
     "HookError",
     "IntegrityError",
     "InvalidArgumentError",
     "InvalidFieldError",
+    "Lock",
     "MultipleResultsError",
     "NotFoundError",
     "OrderBy",
+    "Page",
+    "ParsedQuery",
     "Repository",
     "RepositoryProtocol",
     "Retry",
@@ -100,6 +108,7 @@ __all__ = [
     "UnitOfWorkProtocol",
     "configure_sqlite",
     "is_transient",
+    "set_cursor_key",
 ]
 
 __version__ = "0.1.0.dev0"

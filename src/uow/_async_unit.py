@@ -224,7 +224,7 @@ class AsyncUnitOfWork(UnitBase):
             await _cleanup_async(
                 lambda _: _roll_back_async(session, nested), exc, exc, "rolling back the savepoint"
             )
-            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
+            translated = translate(exc) if isinstance(exc, sa_exc.SQLAlchemyError) else None
             if translated is None:
                 raise
             raise translated from exc

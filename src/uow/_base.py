@@ -220,7 +220,7 @@ class UnitBase:
         if ledger.commits_done > done:
             return None
         translated = (
-            translate(exc, commit_sent=ledger.committing) if isinstance(exc, sa_exc.DBAPIError) else None
+            translate(exc, commit_sent=ledger.committing) if isinstance(exc, sa_exc.SQLAlchemyError) else None
         )
         ledger.unknown = unknown_outcome(exc, translated)
         if ledger.watch is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
 
 from uow._errors import (
     CommitOutcomeUnknownError,
+    ConflictError,
     DuplicateKeyError,
     IntegrityError,
     TransientError,
@@ -107,9 +109,11 @@ def is_transient(error: BaseException) -> bool:
     """Whether running the whole unit again may succeed where `error` made it fail.
 
     True for serialization failures and deadlocks, lock wait timeouts, SQLite's busy or locked
-    database, and a connection lost (invalidated) outside COMMIT; never for integrity violations.
+    database, a connection lost (invalidated) outside COMMIT, and optimistic-locking conflicts
+    ([`ConflictError`][uow.ConflictError], SQLAlchemy's `StaleDataError`); never for integrity
+    violations.
     """
-    if isinstance(error, TransientError):
+    if isinstance(error, TransientError | orm_exc.StaleDataError):
         return True
     if not isinstance(error, sa_exc.DBAPIError) or isinstance(error, UnitOfWorkError):
         return False
@@ -127,15 +131,20 @@ def is_transient(error: BaseException) -> bool:
 
 
 def translate(
-    error: sa_exc.DBAPIError, *, commit_sent: bool = False
-) -> IntegrityError | TransientError | CommitOutcomeUnknownError | None:
+    error: sa_exc.SQLAlchemyError, *, commit_sent: bool = False
+) -> IntegrityError | TransientError | CommitOutcomeUnknownError | ConflictError | None:
     """The uow error that stands for `error`, or `None` when uow has no more precise one.
 
     Integrity violations, transient failures and commits of unknown outcome are translated (the
-    last when `commit_sent` says COMMIT was in flight as the connection was lost); everything else
-    propagates as SQLAlchemy raised it.
+    last when `commit_sent` says COMMIT was in flight as the connection was lost), and so are
+    SQLAlchemy's `StaleDataError`s (a flush whose `UPDATE` or `DELETE` matched no row, as with a
+    stale version column); everything else propagates as SQLAlchemy raised it.
     """
     if isinstance(error, UnitOfWorkError):
+        return None
+    if isinstance(error, orm_exc.StaleDataError):
+        return conflict(error)
+    if not isinstance(error, sa_exc.DBAPIError):
         return None
     if isinstance(error, sa_exc.IntegrityError):
         if is_duplicate_key(error):
@@ -177,3 +186,11 @@ def status_code(error: sa_exc.DBAPIError) -> str | None:
     if errno is not None:
         return str(errno)
     return sqlstate(error)
+
+
+def conflict(error: orm_exc.StaleDataError) -> ConflictError:
+    """The `ConflictError` that stands for SQLAlchemy's `StaleDataError`, keeping its message."""
+    return ConflictError(
+        f"{error} The row was changed or deleted by another transaction since it was read "
+        "(an optimistic-locking conflict): run the unit again, for example with run(retry=Retry())"
+    )

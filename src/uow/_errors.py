@@ -14,6 +14,7 @@ UnitOfWorkError
  ├── IntegrityError            (also sqlalchemy.exc.IntegrityError)
  │    └── DuplicateKeyError                          a primary-key or unique constraint was violated
  ├── TransientError            (also sqlalchemy.exc.OperationalError) retry the whole unit
+ ├── ConflictError             (also sqlalchemy.orm.exc.StaleDataError) a row changed since it was read
  ├── CommitOutcomeUnknownError (also sqlalchemy.exc.OperationalError) COMMIT in flight was cut off
  └── HookError                 (also ExceptionGroup) after-commit/rollback hooks or handlers failed
 
@@ -30,10 +31,12 @@ from collections.abc import Sequence
 from typing import Any, Self, TypeVar
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import exc as orm_exc
 from typing_extensions import override
 
 __all__ = [
     "CommitOutcomeUnknownError",
+    "ConflictError",
     "DuplicateKeyError",
     "HookError",
     "IntegrityError",
@@ -120,14 +123,23 @@ class InvalidFieldError(InvalidArgumentError):
         field: The rejected name, exactly as given.
     """
 
-    def __init__(self, model: type[Any], field: str, *, usage: str = "field") -> None:
+    def __init__(
+        self, model: type[Any], field: str, *, usage: str = "field", reason: str | None = None
+    ) -> None:
         self.model = model
         self.field = field
         super().__init__(
-            f"{model.__name__} has no mapped column {field!r} to use as a {usage}; "
+            f"{model.__name__} has no mapped column {shown(field)} to use as a {usage}; "
             "string names must be column attributes of the model "
             "(pass a SQLAlchemy expression for anything else)"
+            if reason is None
+            else f"{model.__name__} field {shown(field)} {reason}"
         )
+
+
+def shown(name: str) -> str:
+    """`name` as error messages show it: quoted, escaped, and cut short when long (names may be input)."""
+    return repr(name) if len(name) <= 60 else f"{name[:57]!r}..."
 
 
 E = TypeVar("E", bound=sa_exc.DBAPIError)
@@ -178,6 +190,20 @@ class TransientError(_Translated, sa_exc.OperationalError):
     """
 
     attempts: int | None = None
+
+
+class ConflictError(UnitOfWorkError, orm_exc.StaleDataError):
+    """A write found its row changed or gone since the row was read: an optimistic-locking conflict.
+
+    Raised when SQLAlchemy's flush finds that an `UPDATE` or `DELETE` matched no row, most often
+    because the model has a version column (`version_id_col`) and another transaction committed a
+    newer version first; also by `get_or_create()` when the row another transaction created is
+    gone again before this one could read it. Nothing of the failed flush was written. Like a
+    [`TransientError`][uow.TransientError], running the whole unit again may succeed, so `run()` and
+    `attempts()` retry it (after reading the row anew). Also a
+    `sqlalchemy.orm.exc.StaleDataError`, the SQLAlchemy exception it was translated from, which is
+    its `__cause__`.
+    """
 
 
 class CommitOutcomeUnknownError(_Translated, sa_exc.OperationalError):

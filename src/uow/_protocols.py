@@ -20,7 +20,7 @@ code that needs the session needs a real database.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any, Protocol, Self, TypeVar, overload
@@ -28,6 +28,9 @@ from typing import Any, Protocol, Self, TypeVar, overload
 from sqlalchemy import ColumnElement
 
 from uow._async_repository import AsyncRepository
+from uow._filters import ParsedQuery
+from uow._locks import ForUpdate, LoadOptions
+from uow._pages import Page
 from uow._repository import OrderBy, Repository
 
 __all__ = [
@@ -59,27 +62,91 @@ class RepositoryProtocol(Protocol[T]):
     def add_all(self, objs: Iterable[T]) -> builtins.list[T]: ...
     def remove(self, obj: T) -> None: ...
     def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int: ...
+    def upsert(
+        self,
+        obj_or_mapping: T | Mapping[str, Any],
+        *,
+        on: str | Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> T: ...
+    def upsert_many(
+        self,
+        rows: Iterable[T | Mapping[str, Any]],
+        *,
+        on: str | Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> builtins.list[T]: ...
+    def get_or_create(self, defaults: Mapping[str, Any] | None = None, **keys: Any) -> tuple[T, bool]: ...
+    def update_where(self, values: Mapping[str, Any], *where: ColumnElement[bool], **equals: Any) -> int: ...
+    def delete_where(self, *where: ColumnElement[bool], **equals: Any) -> int: ...
     def stream(
         self,
         *where: ColumnElement[bool],
         order_by: OrderBy = None,
         batch_size: int = 1000,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
         **equals: Any,
     ) -> Iterator[T]: ...
-    def get(self, ident: Any) -> T | None: ...
-    def get_one(self, ident: Any) -> T: ...
+    def get(self, ident: Any, *, for_update: ForUpdate = False, options: LoadOptions = ()) -> T | None: ...
+    def get_one(self, ident: Any, *, for_update: ForUpdate = False, options: LoadOptions = ()) -> T: ...
     def list(
         self,
         *where: ColumnElement[bool],
         order_by: OrderBy = None,
         limit: int | None = None,
         offset: int | None = None,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
         **equals: Any,
     ) -> builtins.list[T]: ...
-    def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None: ...
-    def one(self, *where: ColumnElement[bool], **equals: Any) -> T: ...
+    def first(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T | None: ...
+    def one(
+        self,
+        *where: ColumnElement[bool],
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T: ...
+    def get_one_or_none(
+        self,
+        *where: ColumnElement[bool],
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T | None: ...
     def count(self, *where: ColumnElement[bool], **equals: Any) -> int: ...
     def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool: ...
+    def list_and_count(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> tuple[builtins.list[T], int]: ...
+    def page(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int = 50,
+        after: str | None = None,
+        before: str | None = None,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> Page[T]: ...
+    def parse_query(self, params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> ParsedQuery: ...
+    def parse_filters(
+        self, filters: Iterable[tuple[str, str, object]]
+    ) -> builtins.list[ColumnElement[bool]]: ...
 
 
 class AsyncRepositoryProtocol(Protocol[T]):
@@ -99,29 +166,97 @@ class AsyncRepositoryProtocol(Protocol[T]):
     async def add_all(self, objs: Iterable[T]) -> builtins.list[T]: ...
     async def remove(self, obj: T) -> None: ...
     async def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> int: ...
+    async def upsert(
+        self,
+        obj_or_mapping: T | Mapping[str, Any],
+        *,
+        on: str | Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> T: ...
+    async def upsert_many(
+        self,
+        rows: Iterable[T | Mapping[str, Any]],
+        *,
+        on: str | Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> builtins.list[T]: ...
+    async def get_or_create(
+        self, defaults: Mapping[str, Any] | None = None, **keys: Any
+    ) -> tuple[T, bool]: ...
+    async def update_where(
+        self, values: Mapping[str, Any], *where: ColumnElement[bool], **equals: Any
+    ) -> int: ...
+    async def delete_where(self, *where: ColumnElement[bool], **equals: Any) -> int: ...
     async def stream(
         self,
         *where: ColumnElement[bool],
         order_by: OrderBy = None,
         batch_size: int = 1000,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
         **equals: Any,
     ) -> AsyncIterator[T]: ...
-    async def get(self, ident: Any) -> T | None: ...
-    async def get_one(self, ident: Any) -> T: ...
+    async def get(
+        self, ident: Any, *, for_update: ForUpdate = False, options: LoadOptions = ()
+    ) -> T | None: ...
+    async def get_one(self, ident: Any, *, for_update: ForUpdate = False, options: LoadOptions = ()) -> T: ...
     async def list(
         self,
         *where: ColumnElement[bool],
         order_by: OrderBy = None,
         limit: int | None = None,
         offset: int | None = None,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
         **equals: Any,
     ) -> builtins.list[T]: ...
     async def first(
-        self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
     ) -> T | None: ...
-    async def one(self, *where: ColumnElement[bool], **equals: Any) -> T: ...
+    async def one(
+        self,
+        *where: ColumnElement[bool],
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T: ...
+    async def get_one_or_none(
+        self,
+        *where: ColumnElement[bool],
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T | None: ...
     async def count(self, *where: ColumnElement[bool], **equals: Any) -> int: ...
     async def exists(self, *where: ColumnElement[bool], **equals: Any) -> bool: ...
+    async def list_and_count(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> tuple[builtins.list[T], int]: ...
+    async def page(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int = 50,
+        after: str | None = None,
+        before: str | None = None,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> Page[T]: ...
+    def parse_query(self, params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> ParsedQuery: ...
+    def parse_filters(
+        self, filters: Iterable[tuple[str, str, object]]
+    ) -> builtins.list[ColumnElement[bool]]: ...
 
 
 class UnitOfWorkProtocol(Protocol):

@@ -2,362 +2,28 @@
 
 from __future__ import annotations
 
-import re
-import typing
+import builtins
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, NoReturn, TypeAlias, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Insert, Select, Table, func, insert, inspect, literal, select
+from sqlalchemy import ColumnElement, Select
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine.default import StrCompileDialect
-from sqlalchemy.orm import Mapper, QueryableAttribute, Session
-from sqlalchemy.orm.instrumentation import ClassManager
+from sqlalchemy.orm import Session
 
-from uow._classify import translate
-from uow._errors import (
-    InvalidArgumentError,
-    InvalidFieldError,
-    MultipleResultsError,
-    NotFoundError,
-    StateError,
-)
+from uow._errors import MultipleResultsError, NotFoundError
 from uow._listeners import mark_written
+from uow._locks import ForUpdate, LoadOptions
+from uow._model import ENDED_SESSION, TRANSLATED, raise_translated
+from uow._pages import Page, list_and_count, read_page
+from uow._query import OrderBy, RepositoryCore
+from uow._writes import bulk_delete, bulk_update, check_key, get_or_create, run_bulk, upsert_rows
 
-__all__ = ["OrderBy", "Repository"]
+__all__ = ["ENDED_SESSION", "OrderBy", "Repository"]
 
 T = TypeVar("T")
 
-MAX_INT64 = 2**63 - 1
-"""The largest `limit` and `offset`: what a 64-bit signed integer holds, as every backend takes."""
-MAX_INT32 = 2**31 - 1
-"""The largest `batch_size`: SQLite's driver and PostgreSQL's `FETCH` take a 32-bit signed count."""
 
-OrderItem: TypeAlias = "str | ColumnElement[Any] | QueryableAttribute[Any]"
-OrderBy: TypeAlias = "OrderItem | Sequence[OrderItem] | None"
-"""What `order_by` accepts: a field name (`"name"`, `"-name"` for descending), a column
-expression (`User.name`, `User.name.desc()`), or a sequence of these."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Model:
-    """What a repository needs to know about its mapped class, worked out once per mapping of it."""
-
-    cls: type[Any]
-    mapper: Mapper[Any]
-    manager: ClassManager[Any]
-    columns: dict[str, QueryableAttribute[Any]]
-    select: Select[Any]
-    count: Select[Any]
-    exists: Select[Any]
-    insert: Insert
-    insert_renames: dict[str, str] | None
-    """Field name to column key where a field's column has another key than the field's name."""
-
-    @property
-    def name(self) -> str:
-        return self.cls.__name__
-
-
-_MODELS: dict[type[Any], _Model] = {}
-
-
-def _model_of(cls: Any) -> _Model:
-    """What a repository needs to know about mapped class `cls`, from the cache while still valid.
-
-    A cached entry is valid while the mapper it was built from still maps the class:
-    `clear_mappers()` or `registry.dispose()` detach the class's manager from that mapper, and a
-    class mapped again after that gets a new manager and a new mapper, so the entry is built anew.
-    """
-    model = _MODELS.get(cls)
-    if model is not None and model.manager.mapper is model.mapper:
-        return model
-    mapper: object = inspect(cls, raiseerr=False) if isinstance(cls, type) else None
-    if not isinstance(mapper, Mapper) or mapper.class_ is not cls:
-        raise InvalidArgumentError(
-            f"a repository needs a mapped class, got {cls!r}; "
-            "map it with DeclarativeBase or registry.mapped first"
-        )
-    # Keys come from the mapper, never from user input: this is the only getattr on the model.
-    columns = {prop.key: getattr(cls, prop.key) for prop in mapper.column_attrs}
-    table = mapper.local_table
-    plain = mapper.inherits is None and mapper.polymorphic_on is None and isinstance(table, Table)
-    insert_keys = (
-        {
-            prop.key: prop.columns[0].key
-            for prop in mapper.column_attrs
-            if len(prop.columns) == 1 and prop.columns[0].table is table
-        }
-        if plain
-        else None
-    )
-    renames = {field: key for field, key in (insert_keys or {}).items() if field != key}
-    model = _Model(
-        cls=cls,
-        mapper=mapper,
-        manager=mapper.class_manager,
-        columns=columns,
-        select=select(cls),
-        count=select(func.count()).select_from(cls),
-        exists=select(literal(1)).select_from(cls),
-        insert=insert(cast("Table", table)) if insert_keys is not None else insert(cls),
-        insert_renames=renames or None,
-    )
-    _MODELS[cls] = model
-    return model
-
-
-def raise_translated(error: sa_exc.DBAPIError) -> NoReturn:
-    """Raise the uow error that stands for `error` (chained to it), or `error` itself."""
-    translated = translate(error)
-    if translated is None:
-        raise error
-    raise translated from error
-
-
-_PLACEHOLDERS = StrCompileDialect(paramstyle="qmark")
-_EXPANDING = re.compile(r"__\[POSTCOMPILE_\w+\]")
-
-
-def _shape(clause: ColumnElement[Any]) -> str:
-    """A filter as SQL with every value as `?`, for error messages that must not echo what was searched.
-
-    `IN` lists show as `IN (?)`, values rendered at execution (`literal_execute`) as `?`.
-    """
-    try:
-        text = str(clause.compile(dialect=_PLACEHOLDERS))
-    except Exception:  # an expression that even the string compiler cannot render
-        return "an expression"
-    return " ".join(_EXPANDING.sub("?", text).split())
-
-
-def _render(clause: ColumnElement[Any]) -> str:
-    """A readable form of a filter for error messages, with its values inline where possible."""
-    try:
-        return str(clause.compile(compile_kwargs={"literal_binds": True}))
-    except Exception:  # a value with no literal form: show the placeholders instead
-        return str(clause)
-
-
-def _is_expression(value: object) -> bool:
-    return isinstance(value, ColumnElement) or hasattr(value, "__clause_element__")
-
-
-class _EndedSession:
-    """Stands in for the session of a repository whose unit's block has ended."""
-
-    __slots__ = ()
-
-    def __getattr__(self, name: str) -> Any:
-        raise StateError(
-            "this repository belonged to a unit of work whose block has ended; "
-            "get a repository with unit.repository(...) inside an active block instead"
-        )
-
-    def __repr__(self) -> str:
-        return "<session of an ended unit of work>"
-
-
-ENDED_SESSION: Any = _EndedSession()
-
-
-class _RepositoryCore(Generic[T]):
-    """The rules shared by the sync and async repositories: model, validation, statement building."""
-
-    _default_model: ClassVar[type[Any] | None] = None
-
-    model: type[T]
-    """The mapped class this repository reads and writes."""
-
-    _info: _Model
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for base in getattr(cls, "__orig_bases__", ()):
-            origin = typing.get_origin(base)
-            if isinstance(origin, type) and issubclass(origin, _RepositoryCore):
-                args = typing.get_args(base)
-                if args and isinstance(args[0], type):
-                    cls._default_model = args[0]
-                    return
-
-    def _bind_model(self, model: type[T] | None) -> _Model:
-        cls = model if model is not None else self._default_model
-        if cls is None:
-            raise InvalidArgumentError(
-                f"{type(self).__name__} does not know its model: subclass it as "
-                f"{type(self).__name__}[MyModel] or pass the mapped class as model="
-            )
-        self._info = _model_of(cls)
-        self.model = cls
-        return self._info
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} of {self.model.__name__}>"
-
-    # -- validation ---------------------------------------------------------------------------
-
-    def _check_instance(self, obj: object, action: str) -> None:
-        if not isinstance(obj, self.model):
-            raise InvalidArgumentError(
-                f"{type(self).__name__}.{action}() takes {self.model.__name__} instances, "
-                f"got {type(obj).__name__}"
-            )
-
-    def _pending_removal(self, obj: object) -> bool:
-        """Check `obj` can be removed; whether it is pending (added, never flushed)."""
-        self._check_instance(obj, "remove")
-        state = inspect(obj)
-        if state.transient:
-            raise InvalidArgumentError(
-                f"cannot remove a {self.model.__name__} that was never added or loaded"
-            )
-        return bool(state.pending)
-
-    def _rows(self, rows: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Check every field name of `rows`; the rows as the INSERT statement takes them."""
-        info = self._info
-        columns = info.columns
-        renames = info.insert_renames
-        checked: list[Mapping[str, Any]] = []
-        first: frozenset[str] | None = None
-        for number, row in enumerate(rows, 1):
-            names = row.keys()
-            if first is None or names != first:
-                for name in names:
-                    if name not in columns:
-                        raise InvalidFieldError(info.cls, name, usage="field to insert")
-                if first is not None:
-                    raise InvalidArgumentError(
-                        f"insert_many() rows of {info.name} must all name the same fields: row "
-                        f"{number} names {sorted(names)}, row 1 names {sorted(first)}"
-                    )
-                first = frozenset(names)
-            if renames is not None:
-                row = {renames.get(name, name): value for name, value in row.items()}
-            checked.append(row)
-        return checked
-
-    def _criteria(self, where: tuple[object, ...], equals: dict[str, Any]) -> list[Any]:
-        info = self._info
-        clauses: list[Any] = []
-        for clause in where:
-            if not _is_expression(clause):
-                raise InvalidArgumentError(
-                    f"filters of {info.name} must be SQLAlchemy column expressions such as "
-                    f"{info.name}.name == 'x', or keyword arguments; got {clause!r}"
-                    " (raw SQL, as a string or text(), is never accepted)"
-                )
-            clauses.append(clause)
-        columns = info.columns
-        for name, value in equals.items():
-            column = columns.get(name)
-            if column is None:
-                raise InvalidFieldError(info.cls, name, usage="filter")
-            clauses.append(column == value)
-        return clauses
-
-    def _ordering(self, order_by: OrderBy) -> list[Any]:
-        if order_by is None:
-            return []
-        items: Sequence[OrderItem]
-        if isinstance(order_by, str) or _is_expression(order_by):
-            items = (order_by,)  # type: ignore[assignment]  # narrowed by the checks above
-        elif isinstance(order_by, list | tuple):
-            items = order_by
-        else:
-            raise InvalidArgumentError(
-                f"order_by takes field names, column expressions or a list of them; got {order_by!r}"
-            )
-        info = self._info
-        ordering: list[Any] = []
-        for item in items:
-            if isinstance(item, str):
-                descending = item.startswith("-")
-                name = item[1:] if descending else item
-                column = info.columns.get(name)
-                if column is None:
-                    raise InvalidFieldError(info.cls, item, usage="sort key")
-                ordering.append(column.desc() if descending else column)
-            elif _is_expression(item):
-                ordering.append(item)
-            else:
-                raise InvalidArgumentError(
-                    f"order_by items must be field names or column expressions; got {item!r}"
-                )
-        return ordering
-
-    def _check_count(self, name: str, value: int | None) -> None:
-        """Refuse a `limit` or `offset` that is not None or an int that every backend takes."""
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INT64
-        ):
-            raise InvalidArgumentError(
-                f"{name} for {self._info.name} must be None or an int from 0 to 2**63 - 1 "
-                f"(a 64-bit signed integer), got {value!r}"
-            )
-
-    def _check_batch(self, batch_size: int) -> None:
-        """Refuse a `batch_size` that is not a positive int that every backend takes."""
-        if (
-            not isinstance(batch_size, int)
-            or isinstance(batch_size, bool)
-            or not 1 <= batch_size <= MAX_INT32
-        ):
-            raise InvalidArgumentError(
-                f"batch_size for {self._info.name} must be an int from 1 to 2**31 - 1 "
-                f"(a 32-bit signed integer), got {batch_size!r}"
-            )
-
-    # -- statements -----------------------------------------------------------------------------
-
-    def _select(
-        self,
-        where: tuple[ColumnElement[bool], ...],
-        equals: dict[str, Any],
-        order_by: OrderBy = None,
-        limit: int | None = None,
-        offset: int | None = None,
-    ) -> Select[Any]:
-        statement = self._info.select
-        if where or equals:
-            statement = statement.where(*self._criteria(where, equals))
-        if order_by is not None:
-            statement = statement.order_by(*self._ordering(order_by))
-        if limit is not None:
-            self._check_count("limit", limit)
-            statement = statement.limit(limit)
-        if offset is not None:
-            self._check_count("offset", offset)
-            statement = statement.offset(offset)
-        return statement
-
-    def _count(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> Select[Any]:
-        statement = self._info.count
-        if where or equals:
-            statement = statement.where(*self._criteria(where, equals))
-        return statement
-
-    def _exists(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> Select[Any]:
-        statement = self._info.exists
-        if where or equals:
-            statement = statement.where(*self._criteria(where, equals))
-        return select(statement.exists())
-
-    def _describe(self, where: tuple[ColumnElement[bool], ...], equals: dict[str, Any]) -> str:
-        """What a lookup searched for, by field and expression, never by value (`owner=?`)."""
-        parts = [_shape(clause) for clause in where]
-        parts.extend(f"{name}=?" for name in equals)
-        return ", ".join(parts)
-
-    def _not_found(self, ident: Any) -> NotFoundError:
-        """The error of `get_one(ident)`: it names the primary key's fields, not `ident`."""
-        mapper = self._info.mapper
-        names = (mapper.get_property_by_column(column).key for column in mapper.primary_key)
-        return NotFoundError(self.model, ", ".join(f"{name}=?" for name in names))
-
-
-class Repository(_RepositoryCore[T]):
+class Repository(RepositoryCore[T]):
     """Reads and writes the objects of one mapped class through a `Session`.
 
     Build one with `unit.repository(User)`, or subclass it to add queries of your own:
@@ -371,13 +37,18 @@ class Repository(_RepositoryCore[T]):
     A repository never commits: committing is the unit of work's job. Its methods flush only when the
     session autoflushes, exactly as the same plain-SQLAlchemy calls would.
 
-    Filters are the same for `list()`, `first()`, `one()`, `count()` and
-    `exists()`: SQLAlchemy expressions as positional arguments (`User.name.like("b%")`) and
-    column equality as keyword arguments (`name="Bob"`; `None` means `IS NULL`). Keyword names and
-    string sort keys must be mapped columns of the model; anything else raises
-    [`InvalidFieldError`][uow.InvalidFieldError] before any SQL is built. An integrity violation raised while
-    one of these methods autoflushes is translated as `UnitOfWork.commit()` translates it; the
-    session's transaction is then broken and needs `unit.rollback()` before the next statement.
+    Filters are the same for every read and for `update_where()` and `delete_where()`: SQLAlchemy
+    expressions as positional arguments (`User.name.like("b%")`) and column equality as keyword
+    arguments (`name="Bob"`; `None` means `IS NULL`). Keyword names and string sort keys must be
+    mapped columns of the model; anything else raises [`InvalidFieldError`][uow.InvalidFieldError]
+    before any SQL is built. Filters from untrusted input go through `parse_query()`. An integrity
+    violation raised while one of these methods autoflushes is translated as `UnitOfWork.commit()`
+    translates it; the session's transaction is then broken and needs `unit.rollback()` before the
+    next statement.
+
+    Reads by filter and by key take `for_update=` (`True` or a [`Lock`][uow.Lock]) to lock the
+    rows they return until the transaction ends, and `options=` for SQLAlchemy loader options such
+    as `(selectinload(User.tags),)`.
     """
 
     session: Session
@@ -395,6 +66,9 @@ class Repository(_RepositoryCore[T]):
         """
         self._bind_model(model)
         self.session = session
+
+    def _sync_session(self) -> Session:
+        return self.session
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -458,6 +132,135 @@ class Repository(_RepositoryCore[T]):
         mark_written(self.session)
         return len(checked)
 
+    def upsert(
+        self,
+        obj_or_mapping: T | Mapping[str, Any],
+        *,
+        on: str | Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> T:
+        """Insert one row, or update the row it collides with on `on`; returns the object as stored.
+
+        One native statement: `INSERT ... ON CONFLICT (on) DO UPDATE ... RETURNING` on PostgreSQL
+        and SQLite, `INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING` on MariaDB. It is atomic, so
+        concurrent upserts of one key never fail and never lose a write. See `upsert_many()` for
+        the rules.
+
+        Args:
+            obj_or_mapping: A mapping of field names to values, or a new (transient) object of
+                the model, whose attributes that were set are written; the object itself is not
+                added to the session, the returned one is.
+            on: The fields that identify the row: the primary key (the default) or the fields of
+                one unique constraint.
+            update: What to change when the row exists: the names of fields to overwrite with the
+                given values, or a mapping of field names to values or SQL expressions on the stored
+                row (`{"hits": Page.hits + 1}`); by default every given field except `on` and the
+                primary key.
+
+        Raises:
+            InvalidFieldError: A name is not a mapped column.
+            InvalidArgumentError: `on` is not a unique key, or a field of `on` has no value.
+            DuplicateKeyError: The row collides with another row on a different unique key.
+        """
+        written = self.upsert_many([obj_or_mapping], on=on, update=update)
+        return written[0]
+
+    def upsert_many(
+        self,
+        rows: Iterable[T | Mapping[str, Any]],
+        *,
+        on: str | Sequence[str] | None = None,
+        update: Sequence[str] | Mapping[str, Any] | None = None,
+    ) -> list[T]:
+        """Insert rows, updating those that collide on `on` instead; returns the objects as stored.
+
+        One native statement per batch of up to 1,000 rows (fewer for rows of more than 30 fields):
+        `INSERT ... ON CONFLICT (on) DO UPDATE SET ... RETURNING` on PostgreSQL and SQLite, `INSERT
+        ... ON DUPLICATE KEY UPDATE ... RETURNING` on MariaDB (10.5 and later), so concurrent
+        upserts of the same keys neither fail nor lose writes. The returned objects are in the
+        order of `rows`; objects of those rows that the session held already are refreshed with the
+        stored values. A version column (`version_id_col`) is incremented on update. Like every
+        write, it is committed by the unit and counts as uncommitted work until then.
+
+        MariaDB updates on a collision with any unique key of the table, not only `on`; on
+        PostgreSQL and SQLite a collision on another unique key raises `DuplicateKeyError`.
+
+        Raises:
+            InvalidFieldError: A name is not a mapped column; nothing is sent then.
+            InvalidArgumentError: `on` is not the primary key or a unique constraint, a row lacks a
+                value for a field of `on`, two rows have the same `on` values, or the rows do not all
+                name the same fields; nothing is sent then.
+            DuplicateKeyError: A row collides with another on a different unique key.
+        """
+        info = self._info
+        keys = check_key(info, on, "upsert")
+        converted = self._upsert_rows(rows, "upsert_many()")
+        if not converted:
+            return []
+        try:
+            written: list[T] = upsert_rows(self.session, info, converted, keys, update)
+        except TRANSLATED as exc:
+            raise_translated(exc)
+        return written
+
+    def get_or_create(self, defaults: Mapping[str, Any] | None = None, **keys: Any) -> tuple[T, bool]:
+        """The object whose `keys` match, created from `keys` and `defaults` if none does.
+
+        `users.get_or_create(email="ann@example.org", defaults={"name": "Ann"})` returns
+        `(user, created)`. The keys must be the primary key or the fields of a unique constraint.
+        Race-safe on every backend: when two transactions ask at once, one creates the row and the
+        other gets it, without an error. PostgreSQL and SQLite insert with `ON CONFLICT DO NOTHING`;
+        MariaDB inserts in a savepoint and reads the other transaction's row with a locking read.
+        A creation is committed by the unit, like every write.
+
+        Raises:
+            InvalidFieldError: A key or default is not a mapped column.
+            InvalidArgumentError: The keys are not a unique key, a key is None, or a field is both a
+                key and a default.
+            ConflictError: The row another transaction created was deleted before it could be read;
+                running the unit again (`run(retry=...)`) settles it.
+        """
+        try:
+            found: tuple[T, bool] = get_or_create(self.session, self._info, keys, defaults or {})
+        except TRANSLATED as exc:
+            raise_translated(exc)
+        return found
+
+    def update_where(self, values: Mapping[str, Any], *where: ColumnElement[bool], **equals: Any) -> int:
+        """Set `values` in every row that matches the filters, with one `UPDATE`; returns how many matched.
+
+        `values` maps field names to new values or SQL expressions (`{"balance": Account.balance + 1}`).
+        Objects of those rows already loaded in the session are updated to match (SQLAlchemy's
+        `synchronize_session="fetch"`: `RETURNING` on PostgreSQL and SQLite, a `SELECT` first on
+        MariaDB). A version column is incremented. At least one filter is required: to update every
+        row, pass `sqlalchemy.true()`. The change counts as uncommitted work.
+
+        Raises:
+            InvalidFieldError: A field name is not a mapped column.
+            InvalidArgumentError: `values` is empty, changes a primary-key field, or no filter was given.
+        """
+        statement = bulk_update(self._info, values, self._criteria(where, equals))
+        return self._bulk(statement)
+
+    def delete_where(self, *where: ColumnElement[bool], **equals: Any) -> int:
+        """Delete every row that matches the filters, with one `DELETE`; returns how many were deleted.
+
+        Objects of those rows loaded in the session are marked deleted and leave it at the commit.
+        No ORM cascade runs: related rows are left to the database's foreign keys. At least one
+        filter is required (`sqlalchemy.true()` for every row). The change counts as uncommitted work.
+
+        Raises:
+            InvalidFieldError: A field name is not a mapped column.
+            InvalidArgumentError: No filter was given.
+        """
+        return self._bulk(bulk_delete(self._info, self._criteria(where, equals)))
+
+    def _bulk(self, statement: Any) -> int:
+        try:
+            return run_bulk(self.session, statement)
+        except TRANSLATED as exc:
+            raise_translated(exc)
+
     # -- reads ----------------------------------------------------------------------------------
 
     def stream(
@@ -465,6 +268,8 @@ class Repository(_RepositoryCore[T]):
         *where: ColumnElement[bool],
         order_by: OrderBy = None,
         batch_size: int = 1000,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
         **equals: Any,
     ) -> Iterator[T]:
         """Iterate over the objects that match, fetching `batch_size` rows at a time.
@@ -472,38 +277,47 @@ class Repository(_RepositoryCore[T]):
         Memory stays bounded by the batch however many rows match, as long as the caller does not
         keep the objects (the session holds them only weakly). Arguments are checked at once; the
         query runs when iteration starts. Use it within the block, and finish or close the iterator
-        before the next statement on the same unit.
+        before the next statement on the same unit. Loader options that load per batch
+        (`selectinload`) suit it; `joinedload` of a collection does not.
         """
         self._check_batch(batch_size)
-        statement = self._select(where, equals, order_by).execution_options(yield_per=batch_size)
-        return self._stream(statement)
+        statement = self._select(where, equals, order_by)
+        if for_update is not False or options:
+            statement = self._reading(statement, for_update, options)
+        return self._stream(statement.execution_options(yield_per=batch_size))
 
     def _stream(self, statement: Select[Any]) -> Iterator[T]:
         try:
             yield from self.session.scalars(statement)
-        except sa_exc.DBAPIError as exc:
+        except TRANSLATED as exc:
             raise_translated(exc)
 
-    def get(self, ident: Any) -> T | None:
+    def get(self, ident: Any, *, for_update: ForUpdate = False, options: LoadOptions = ()) -> T | None:
         """The object with primary key `ident`, or `None`.
 
         Looks in the session's identity map first and only queries the database on a miss, as
         `Session.get <sqlalchemy.orm.Session.get>()` does. A composite key is a tuple, or a dict
-        of column names.
+        of field names. With `for_update` or `options` it always queries: the row is locked, or
+        the options load what they name, and a locking read refreshes an object the session held.
         """
         try:
-            return self.session.get(self.model, ident)
-        except sa_exc.DBAPIError as exc:
+            if for_update is False and not options:
+                return self.session.get(self.model, ident)
+            statement = self._reading(self._info.select.where(*self._by_key(ident)), for_update, options)
+            result = self.session.scalars(statement)
+            found: T | None = (result.unique() if options else result).one_or_none()
+        except TRANSLATED as exc:
             raise_translated(exc)
+        return found
 
-    def get_one(self, ident: Any) -> T:
-        """The object with primary key `ident`.
+    def get_one(self, ident: Any, *, for_update: ForUpdate = False, options: LoadOptions = ()) -> T:
+        """The object with primary key `ident`; as `get()`, but never `None`.
 
         Raises:
             NotFoundError: There is none; the message names the model and its primary-key fields,
                 never the value of `ident`.
         """
-        obj = self.get(ident)
+        obj = self.get(ident, for_update=for_update, options=options)
         if obj is None:
             raise self._not_found(ident)
         return obj
@@ -514,6 +328,8 @@ class Repository(_RepositoryCore[T]):
         order_by: OrderBy = None,
         limit: int | None = None,
         offset: int | None = None,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
         **equals: Any,
     ) -> list[T]:
         """The objects that match every filter, in `order_by` order, paged by `limit`/`offset`.
@@ -521,45 +337,82 @@ class Repository(_RepositoryCore[T]):
         Without `order_by` the order is whatever the database returns.
         """
         statement = self._select(where, equals, order_by, limit, offset)
+        if for_update is not False or options:
+            statement = self._reading(statement, for_update, options)
         try:
-            found: list[T] = list(self.session.scalars(statement).all())
-        except sa_exc.DBAPIError as exc:
+            result = self.session.scalars(statement)
+            found: list[T] = list((result.unique() if options else result).all())
+        except TRANSLATED as exc:
             raise_translated(exc)
         return found
 
-    def first(self, *where: ColumnElement[bool], order_by: OrderBy = None, **equals: Any) -> T | None:
+    def first(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T | None:
         """The first object that matches, in `order_by` order, or `None` when none does."""
         statement = self._select(where, equals, order_by, 1)
+        if for_update is not False or options:
+            statement = self._reading(statement, for_update, options)
         try:
-            first: T | None = self.session.scalars(statement).first()
-        except sa_exc.DBAPIError as exc:
+            result = self.session.scalars(statement)
+            first: T | None = (result.unique() if options else result).first()
+        except TRANSLATED as exc:
             raise_translated(exc)
         return first
 
-    def one(self, *where: ColumnElement[bool], **equals: Any) -> T:
+    def one(
+        self,
+        *where: ColumnElement[bool],
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T:
         """The only object that matches.
 
         Raises:
             NotFoundError: None matches.
             MultipleResultsError: More than one matches.
         """
+        found = self.get_one_or_none(*where, for_update=for_update, options=options, **equals)
+        if found is None:
+            raise NotFoundError(self.model, self._describe(where, equals))
+        return found
+
+    def get_one_or_none(
+        self,
+        *where: ColumnElement[bool],
+        for_update: ForUpdate = False,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> T | None:
+        """The only object that matches, or `None` when none does.
+
+        Raises:
+            MultipleResultsError: More than one matches.
+        """
         statement = self._select(where, equals)
+        if for_update is not False or options:
+            statement = self._reading(statement, for_update, options)
         try:
-            one: T = self.session.scalars(statement).one()
-        except sa_exc.NoResultFound as exc:
-            raise NotFoundError(self.model, self._describe(where, equals)) from exc
+            result = self.session.scalars(statement)
+            found: T | None = (result.unique() if options else result).one_or_none()
         except sa_exc.MultipleResultsFound as exc:
             raise MultipleResultsError(self.model, self._describe(where, equals)) from exc
-        except sa_exc.DBAPIError as exc:
+        except TRANSLATED as exc:
             raise_translated(exc)
-        return one
+        return found
 
     def count(self, *where: ColumnElement[bool], **equals: Any) -> int:
         """How many objects match."""
         statement = self._count(where, equals)
         try:
             count: int = self.session.scalar(statement) or 0
-        except sa_exc.DBAPIError as exc:
+        except TRANSLATED as exc:
             raise_translated(exc)
         return count
 
@@ -568,5 +421,71 @@ class Repository(_RepositoryCore[T]):
         statement = self._exists(where, equals)
         try:
             return bool(self.session.scalar(statement))
-        except sa_exc.DBAPIError as exc:
+        except TRANSLATED as exc:
             raise_translated(exc)
+
+    def list_and_count(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> tuple[builtins.list[T], int]:
+        """A page of `list()` and how many objects match in all, in one round trip.
+
+        `items, total = users.list_and_count(city="Beijing", order_by="name", limit=20, offset=40)`.
+        The total comes with the page as a window function (`count(*) OVER ()`) on every backend;
+        only a page past the end (or `limit=0`) costs a second query, a `count(*)`.
+        """
+        statement = self._select(where, equals, order_by, limit, offset)
+        if options:
+            statement = self._reading(statement, False, options)
+        count = self._count(where, equals)
+        try:
+            found: tuple[builtins.list[T], int] = list_and_count(
+                self.session, statement, count, limit, offset, bool(options)
+            )
+        except TRANSLATED as exc:
+            raise_translated(exc)
+        return found
+
+    def page(
+        self,
+        *where: ColumnElement[bool],
+        order_by: OrderBy = None,
+        limit: int = 50,
+        after: str | None = None,
+        before: str | None = None,
+        options: LoadOptions = (),
+        **equals: Any,
+    ) -> Page[T]:
+        """A page of the matches in keyset order, with cursors to the pages beside it.
+
+        ```python
+        first = users.page(order_by="-created", limit=20)
+        second = users.page(order_by="-created", limit=20, after=first.next)
+        back = users.page(order_by="-created", limit=20, before=second.previous)
+        ```
+
+        The page continues after (or before) the sort-key values of the row a cursor was made
+        from, so rows inserted or deleted meanwhile never make a page repeat or skip a row (as
+        `offset` does). `order_by` takes field names and the model's column attributes (or their
+        `asc()`/`desc()`), of NOT NULL columns; the primary key is added as the last key where it
+        is missing. Cursors are opaque strings signed for this model and order (see
+        [`set_cursor_key()`][uow.set_cursor_key]); they carry the boundary row's sort-key values
+        readably, like a URL would. The filters must be the same from page to page.
+
+        Raises:
+            InvalidArgumentError: A cursor was altered, made for another model or order, or signed
+                with another key; `after` and `before` were both given; `limit` is not from 1 to
+                2**31 - 2; an order key is nullable or not a column of the model.
+            InvalidFieldError: An order key names no mapped column.
+        """
+        plan = self._page(where, equals, order_by, limit, after, before, options)
+        try:
+            found: Page[T] = read_page(self.session, plan)
+        except TRANSLATED as exc:
+            raise_translated(exc)
+        return found

@@ -237,7 +237,7 @@ class UnitOfWork(UnitBase):
             nested.commit()
         except BaseException as exc:
             _cleanup(lambda _: _roll_back(session, nested), exc, exc, "rolling back the savepoint")
-            translated = translate(exc) if isinstance(exc, sa_exc.DBAPIError) else None
+            translated = translate(exc) if isinstance(exc, sa_exc.SQLAlchemyError) else None
             if translated is None:
                 raise
             raise translated from exc

@@ -38,6 +38,8 @@ def register(unit: UnitOfWorkProtocol, user_id: str) -> None:
         assert_type(unit.repository(UserRepository), UserRepository)
         assert_type(unit.repository(UserRepository).named("ann"), list[User])
         assert_type(unit.repository(Account).get_one(1).balance, int)
+        assert_type(unit.repository(Account).page(order_by="id").next, str | None)
+        assert_type(unit.repository(Account).upsert({"id": 1}), Account)
         with unit.savepoint():
             unit.on_commit(lambda: None)
             unit.on_rollback(print, robust=True)
@@ -51,6 +53,7 @@ async def register_async(unit: AsyncUnitOfWorkProtocol, user_id: str) -> None:
         assert_type(users, AsyncRepositoryProtocol[User])
         assert_type(await users.add(User(id=user_id)), User)
         assert_type(await users.count(), int)
+        assert_type(await users.get_or_create(id=user_id), tuple[User, bool])
         assert_type(await unit.repository(AsyncUserRepository).named("ann"), list[User])
         async for user in await users.stream(order_by="id"):
             assert_type(user, User)

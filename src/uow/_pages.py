@@ -1,0 +1,439 @@
+"""Pages: keyset pagination with signed cursors, and a page with its total in one round trip.
+
+A keyset page continues after (or before) the sort-key values of a boundary row instead of skipping
+a number of rows, so rows inserted or deleted meanwhile never make it repeat or skip a row. Its
+cursors carry the boundary row's key values, signed with HMAC-SHA256 under a key of the process
+(`set_cursor_key()`), so a cursor that was altered, or made for another model or ordering, is refused.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, tuple_
+from sqlalchemy.orm import Session
+
+from uow._errors import InvalidArgumentError, InvalidFieldError
+from uow._filters import python_type
+from uow._model import MAX_INT32, ModelInfo, is_expression
+
+__all__ = [
+    "Keyset",
+    "Page",
+    "PagePlan",
+    "keyset",
+    "list_and_count",
+    "plan_page",
+    "read_page",
+    "set_cursor_key",
+]
+
+T = TypeVar("T")
+
+MAX_CURSOR = 4096
+"""The longest cursor accepted, in characters: anything longer is refused before it is decoded."""
+
+_key = os.urandom(32)
+
+
+def set_cursor_key(key: bytes | str | None) -> None:
+    """Set the key that signs and verifies page cursors in this process; `None` draws a new random one.
+
+    By default each process draws a random key when uow is imported, so a cursor is only valid in
+    the process that made it, until it exits. Deployments with several processes or hosts behind one
+    API, or that want cursors to survive a restart, give every process the same secret, for example
+    from the environment: `uow.set_cursor_key(os.environ["PAGE_CURSOR_KEY"])`. Changing the key
+    invalidates every cursor made before.
+
+    Args:
+        key: At least 32 bytes (a `str` is encoded as UTF-8), kept secret like a session key;
+            `secrets.token_urlsafe(32)` makes one.
+
+    Raises:
+        InvalidArgumentError: The key is shorter than 32 bytes, or neither bytes nor str.
+    """
+    global _key
+    if key is None:
+        _key = os.urandom(32)
+        return
+    raw = key.encode() if isinstance(key, str) else key
+    if not isinstance(raw, bytes) or len(raw) < 32:
+        raise InvalidArgumentError("set_cursor_key() needs a secret of at least 32 bytes (or None)")
+    _key = bytes(raw)
+
+
+Boundary = tuple[list[Any], bool]
+"""The sort-key values of a page's boundary row, and whether the row itself is included beyond it."""
+
+
+class Page(Generic[T]):
+    """One page of a keyset pagination: its objects and the cursors of the pages beside it.
+
+    Attributes:
+        items: The objects of the page, in the page's order.
+    """
+
+    __slots__ = ("_keyset", "_next", "_previous", "items")
+
+    def __init__(
+        self, items: list[T], keyset: Keyset, following: Boundary | None, preceding: Boundary | None
+    ) -> None:
+        self.items = items
+        self._keyset = keyset
+        self._next: Boundary | str | None = following
+        self._previous: Boundary | str | None = preceding
+
+    @property
+    def next(self) -> str | None:
+        """The cursor to pass as `after=` for the next page; `None` on the last page."""
+        cursor = self._next
+        if isinstance(cursor, tuple):  # signed when first asked for
+            cursor = self._next = self._keyset.encode(*cursor)
+        return cursor
+
+    @property
+    def previous(self) -> str | None:
+        """The cursor to pass as `before=` for the previous page; `None` on the first page."""
+        cursor = self._previous
+        if isinstance(cursor, tuple):
+            cursor = self._previous = self._keyset.encode(*cursor)
+        return cursor
+
+    def __repr__(self) -> str:
+        return (
+            f"<Page of {len(self.items)} item(s), next={'yes' if self._next is not None else 'no'}, "
+            f"previous={'yes' if self._previous is not None else 'no'}>"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Keyset:
+    """A total order of a model's rows by some of its columns, the primary key last."""
+
+    fields: tuple[str, ...]
+    attributes: tuple[Any, ...]
+    descending: tuple[bool, ...]
+    kinds: tuple[type[Any] | None, ...]
+    context: bytes
+    """What a cursor is signed for: the model, its table and the order."""
+    description: str
+    """The order as `name,-id`, for error messages."""
+    forward: tuple[Any, ...]
+    """The ORDER BY of pages read forward; `backward` is its reverse, for pages read backward."""
+    backward: tuple[Any, ...]
+
+    def ordering(self, forward: bool) -> tuple[Any, ...]:
+        return self.forward if forward else self.backward
+
+    def beyond(self, values: list[Any], forward: bool, inclusive: bool) -> ColumnElement[bool]:
+        """The rows that come after `values` in this order (before them when not `forward`)."""
+        ascending = [descending != forward for descending in self.descending]
+        # ascending[i]: whether a row beyond the boundary has a greater value in column i.
+        if all(ascending) or not any(ascending):
+            left = tuple_(*self.attributes) if len(values) > 1 else self.attributes[0]
+            right = tuple_(*values) if len(values) > 1 else values[0]
+            if ascending[0]:
+                return left >= right if inclusive else left > right
+            return left <= right if inclusive else left < right
+        alternatives: list[ColumnElement[bool]] = []
+        for index, attribute in enumerate(self.attributes):
+            equal = [self.attributes[j] == values[j] for j in range(index)]
+            step = attribute > values[index] if ascending[index] else attribute < values[index]
+            alternatives.append(and_(*equal, step))
+        if inclusive:
+            alternatives.append(and_(*(a == v for a, v in zip(self.attributes, values, strict=True))))
+        return or_(*alternatives)
+
+    # -- cursors -----------------------------------------------------------------------------------
+
+    def boundary(self, obj: Any, *, inclusive: bool = False) -> Boundary:
+        """The boundary a cursor made from `obj` stands for (read where the object's columns are loaded)."""
+        return [getattr(obj, field) for field in self.fields], inclusive
+
+    def encode(self, values: list[Any], inclusive: bool) -> str:
+        payload = json.dumps(
+            [1 if inclusive else 0, [_plain(value) for value in values]],
+            separators=(",", ":"),
+            allow_nan=False,
+        ).encode()
+        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
+
+    def _sign(self, payload: bytes) -> bytes:
+        """HMAC-SHA256 of the payload for this keyset's context, under the process's key, cut to 128 bits."""
+        import hmac
+
+        return hmac.digest(_key, self.context + b"\0" + payload, "sha256")[:16]
+
+    def decode(self, cursor: object, argument: str, info: ModelInfo) -> tuple[list[Any], bool]:
+        """The boundary values and inclusiveness a cursor carries, once its signature is verified.
+
+        Raises:
+            InvalidArgumentError: The cursor is not one this process signed for this model and
+                order; the message never repeats it.
+        """
+        refused = InvalidArgumentError(
+            f"{argument}= is not a valid page cursor for {info.name} ordered by {self.description}: it was "
+            "altered, made for another model or ordering, or signed with another key (see set_cursor_key())"
+        )
+        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR or cursor.count(".") != 1:
+            raise refused
+        encoded, _, signature = cursor.partition(".")
+        try:
+            payload = _unb64(encoded)
+            tag = _unb64(signature)
+        except (ValueError, binascii.Error):
+            raise refused from None
+        import hmac
+
+        if not hmac.compare_digest(tag, self._sign(payload)):
+            raise refused
+        try:
+            flag, raw = json.loads(payload)
+            if flag not in (0, 1) or not isinstance(raw, list) or len(raw) != len(self.fields):
+                raise ValueError
+            values = [_typed(kind, value) for kind, value in zip(self.kinds, raw, strict=True)]
+        except (ValueError, TypeError, KeyError):
+            raise refused from None
+        return values, flag == 1
+
+
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64(data: bytes) -> str:
+    """URL-safe base64 without padding."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    """The bytes of `_b64()` output; anything else, even another spelling of the same bytes, is refused."""
+    raw = (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
+    data = binascii.a2b_base64(raw, strict_mode=True)
+    if _b64(data) != text:
+        raise ValueError("not in canonical form")
+    return data
+
+
+def _plain(value: Any) -> Any:
+    """A sort-key value as JSON holds it; `_typed()` makes it the column's type again."""
+    if isinstance(value, bool | int | str | float):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.name
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
+    raise InvalidArgumentError(f"page() cannot make a cursor of a {type(value).__name__} sort key")
+
+
+def _typed(kind: type[Any] | None, value: Any) -> Any:
+    if kind is None or (isinstance(value, kind) and not (kind is int and isinstance(value, bool))):
+        return value
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError(kind)
+    if issubclass(kind, enum.Enum):
+        return kind[value]
+    if kind in (datetime, date, time):
+        return kind.fromisoformat(value)
+    if kind in (Decimal, uuid.UUID):
+        return kind(value)
+    raise TypeError(kind)
+
+
+_KEYSETS: dict[tuple[type[Any], object], tuple[ModelInfo, Keyset]] = {}
+
+
+def keyset(info: ModelInfo, order_by: object) -> Keyset:
+    """The keyset of `order_by` (field names, column attributes, their `asc()`/`desc()`).
+
+    The primary key's fields are added at the end, ascending, where the order lacks them, so that no
+    two rows sort alike. Keysets of field names are kept per model mapping.
+
+    Raises:
+        InvalidFieldError: A name is not a mapped column of the model.
+        InvalidArgumentError: An item is an expression other than a column of the model, a column
+            may hold NULL (its rows would have no place in the order), or a field comes twice.
+    """
+    names: object = None
+    if order_by is None or isinstance(order_by, str):
+        names = order_by
+    elif isinstance(order_by, list | tuple) and all(isinstance(item, str) for item in order_by):
+        names = tuple(order_by)
+    else:
+        return _keyset(info, order_by)
+    cached = _KEYSETS.get((info.cls, names))
+    if cached is not None and cached[0] is info:
+        return cached[1]
+    made = _keyset(info, order_by)
+    if len(_KEYSETS) < 1000:
+        _KEYSETS[(info.cls, names)] = (info, made)
+    return made
+
+
+def _keyset(info: ModelInfo, order_by: object) -> Keyset:
+    items: list[Any]
+    if order_by is None:
+        items = []
+    elif isinstance(order_by, str) or is_expression(order_by):
+        items = [order_by]
+    elif isinstance(order_by, list | tuple):
+        items = list(order_by)
+    else:
+        raise InvalidArgumentError(
+            f"order_by of page() takes field names or column attributes, got {order_by!r}"
+        )
+    keys: list[tuple[str, bool]] = [_key_of(info, item) for item in items]
+    named = [name for name, _ in keys]
+    if len(set(named)) != len(named):
+        raise InvalidArgumentError(
+            f"page() of {info.name} orders by a field more than once: {', '.join(named)}"
+        )
+    keys.extend((name, False) for name in info.keys if name not in named)
+    for name, _ in keys:
+        if name in info.nullable:
+            raise InvalidArgumentError(
+                f"page() of {info.name} cannot order by {name!r}: the column may hold NULL, and rows "
+                "with NULL would have no place in the order; order by NOT NULL columns"
+            )
+    description = ",".join(("-" if descending else "") + name for name, descending in keys)
+    cls = info.cls
+    table = info.mapper.local_table
+    attributes = tuple(info.columns[name] for name, _ in keys)
+    descending = tuple(descending for _, descending in keys)
+    return Keyset(
+        fields=tuple(name for name, _ in keys),
+        attributes=attributes,
+        descending=descending,
+        kinds=tuple(python_type(info.column(name)) for name, _ in keys),
+        context=f"{cls.__module__}.{cls.__qualname__}|{getattr(table, 'name', '')}|{description}".encode(),
+        description=description,
+        forward=tuple(a.desc() if d else a for a, d in zip(attributes, descending, strict=True)),
+        backward=tuple(a if d else a.desc() for a, d in zip(attributes, descending, strict=True)),
+    )
+
+
+def _key_of(info: ModelInfo, item: object) -> tuple[str, bool]:
+    if isinstance(item, str):
+        descending = item.startswith("-")
+        name = item[1:] if descending else item
+        if name not in info.columns:
+            raise InvalidFieldError(info.cls, item, usage="sort key")
+        return name, descending
+    if is_expression(item):
+        for name, attribute in info.columns.items():
+            if item is attribute or attribute.compare(item):
+                return name, False
+            if attribute.asc().compare(item):  # type: ignore[arg-type]
+                return name, False
+            if attribute.desc().compare(item):  # type: ignore[arg-type]
+                return name, True
+    raise InvalidArgumentError(
+        f"page() of {info.name} orders by fields of the model only (names, column attributes or their "
+        f"asc()/desc()), got {item!r}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """A page's statement and what turns its rows into a `Page`."""
+
+    statement: Select[Any]
+    keyset: Keyset
+    limit: int
+    forward: bool
+    boundary: list[Any] | None
+    unique: bool
+
+
+def plan_page(
+    info: ModelInfo,
+    statement: Select[Any],
+    order_by: object,
+    limit: object,
+    after: object,
+    before: object,
+    unique: bool,
+) -> PagePlan:
+    """The statement of a keyset page, filtered already by `statement`'s WHERE."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit < MAX_INT32:
+        raise InvalidArgumentError(
+            f"limit of page() for {info.name} must be an int from 1 to 2**31 - 2, got {limit!r}"
+        )
+    keys = keyset(info, order_by)
+    if after is not None and before is not None:
+        raise InvalidArgumentError(f"page() of {info.name} takes after= or before=, not both")
+    forward = before is None
+    boundary: list[Any] | None = None
+    cursor = after if forward else before
+    if cursor is not None:
+        boundary, inclusive = keys.decode(cursor, "after" if forward else "before", info)
+        statement = statement.where(keys.beyond(boundary, forward, inclusive))
+    statement = statement.order_by(*keys.ordering(forward)).limit(limit + 1)
+    return PagePlan(statement, keys, limit, forward, boundary, unique)
+
+
+def read_page(session: Session, plan: PagePlan) -> Page[Any]:
+    """Run a page's statement and note its cursors' boundaries (in the greenlet, for async units)."""
+    result = session.scalars(plan.statement)
+    rows = list((result.unique() if plan.unique else result).all())
+    more = len(rows) > plan.limit
+    items = rows[: plan.limit]
+    keys = plan.keyset
+    boundary = plan.boundary
+    if plan.forward:
+        following = keys.boundary(items[-1]) if more else None
+        if boundary is None:
+            preceding = None
+        elif items:
+            preceding = keys.boundary(items[0])
+        else:  # past the end: the previous page ends at the boundary row itself
+            preceding = (boundary, True)
+        return Page(items, keys, following, preceding)
+    items.reverse()
+    preceding = keys.boundary(items[0]) if more else None
+    following = keys.boundary(items[-1]) if items else (boundary or [], True)
+    return Page(items, keys, following, preceding)
+
+
+# -- a page and its total ------------------------------------------------------------------------
+
+
+def list_and_count(
+    session: Session,
+    statement: Select[Any],
+    count: Select[Any],
+    limit: int | None,
+    offset: int | None,
+    unique: bool,
+) -> tuple[list[Any], int]:
+    """The page of `statement` and the number of rows without paging, in one round trip if possible.
+
+    With a `limit`, the total comes with the rows as a window `count(*) OVER ()`; without one the
+    page holds every row from `offset` on, so the total follows from its length. Only a page that
+    comes back empty (past the end, or `limit=0`) needs a second query, `count`.
+    """
+    if limit is None:
+        result = session.scalars(statement)
+        items = list((result.unique() if unique else result).all())
+        if items or not offset:
+            return items, (offset or 0) + len(items)
+        return items, int(session.scalar(count) or 0)
+    rows = session.execute(statement.add_columns(func.count().over()))
+    found = list((rows.unique() if unique else rows).all())
+    if found:
+        return [row[0] for row in found], int(found[0][1])
+    if not offset and limit:
+        return [], 0
+    return [], int(session.scalar(count) or 0)
