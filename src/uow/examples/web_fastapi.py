@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import make_url
 
 from uow.examples.users import Base, User
-from uow.web import CommitMode, ListQuery
+from uow.web import CommitMode, ErrorMap, ListQuery
 from uow.web.fastapi import AsyncDatabase, AsyncUnit, Database, Unit, UnitOfWorkMiddleware, list_query_of
 
 __all__ = ["NewUser", "UserOut", "create_app"]
@@ -49,9 +49,15 @@ UserQuery = Annotated[ListQuery, Depends(list_query_of(User, filterable=["id", "
 
 
 def create_app(
-    database: Database | AsyncDatabase | None = None, *, commit: CommitMode = "explicit"
+    database: Database | AsyncDatabase | None = None,
+    *,
+    commit: CommitMode = "explicit",
+    errors: ErrorMap | None = None,
 ) -> FastAPI:
-    """The application on `database` (by default from `DATABASE_URL`), its tables created at startup."""
+    """The application on `database` (by default from `DATABASE_URL`), its tables created at startup.
+
+    `commit` and `errors` go to the integration: the commit mode, and overrides of the problems.
+    """
     if database is None:
         url = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///users.db")
         database = AsyncDatabase(url) if make_url(url).get_dialect().is_async else Database(url)
@@ -67,7 +73,7 @@ def create_app(
             yield
 
     app = FastAPI(title="Users", lifespan=lifespan)
-    app.add_middleware(UnitOfWorkMiddleware, database=database, commit=commit)
+    app.add_middleware(UnitOfWorkMiddleware, database=database, commit=commit, errors=errors)
     if isinstance(database, AsyncDatabase):
         _async_routes(app, commit)
     else:

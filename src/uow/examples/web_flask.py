@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, request
 
 from uow.examples.users import Base, User
-from uow.web import CommitMode
+from uow.web import CommitMode, ErrorMap
 from uow.web.flask import Database, UnitOfWorkExtension, list_query
 
 __all__ = ["create_app"]
@@ -39,12 +39,17 @@ def _new_user(data: Any) -> User | None:
     return User(id=data["id"], name=name)
 
 
-def create_app(database: Database | None = None, *, commit: CommitMode = "explicit") -> Flask:
-    """The application on `database` (by default from `DATABASE_URL`), its tables created at once."""
+def create_app(
+    database: Database | None = None, *, commit: CommitMode = "explicit", errors: ErrorMap | None = None
+) -> Flask:
+    """The application on `database` (by default from `DATABASE_URL`), its tables created at once.
+
+    `commit` and `errors` go to the extension: the commit mode, and overrides of the problems.
+    """
     if database is None:
         database = Database(os.environ.get("DATABASE_URL", "sqlite:///users.db"))
     app = Flask(__name__)
-    units = UnitOfWorkExtension(database, app, commit=commit)
+    units = UnitOfWorkExtension(database, app, commit=commit, errors=errors)
     Base.metadata.create_all(database.engine)
 
     @app.post("/users")

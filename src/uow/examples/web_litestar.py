@@ -27,7 +27,7 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy import make_url
 
 from uow.examples.users import Base, User
-from uow.web import CommitMode
+from uow.web import CommitMode, ErrorMap
 from uow.web.litestar import AsyncDatabase, AsyncUnit, Database, Unit, UnitOfWorkPlugin, list_query
 
 __all__ = ["NewUser", "UserOut", "create_app"]
@@ -50,9 +50,15 @@ class UserOut:
 
 
 def create_app(
-    database: Database | AsyncDatabase | None = None, *, commit: CommitMode = "explicit"
+    database: Database | AsyncDatabase | None = None,
+    *,
+    commit: CommitMode = "explicit",
+    errors: ErrorMap | None = None,
 ) -> Litestar:
-    """The application on `database` (by default from `DATABASE_URL`), its tables created at startup."""
+    """The application on `database` (by default from `DATABASE_URL`), its tables created at startup.
+
+    `commit` and `errors` go to the integration: the commit mode, and overrides of the problems.
+    """
     if database is None:
         url = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///users.db")
         database = AsyncDatabase(url) if make_url(url).get_dialect().is_async else Database(url)
@@ -69,7 +75,7 @@ def create_app(
     handlers = _async_handlers(commit) if isinstance(database, AsyncDatabase) else _sync_handlers(commit)
     return Litestar(
         handlers,
-        plugins=[UnitOfWorkPlugin(database, commit=commit)],
+        plugins=[UnitOfWorkPlugin(database, commit=commit, errors=errors)],
         lifespan=[create_tables],
     )
 

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from uow.examples.users import Base, User
-from uow.web import CommitMode
+from uow.web import CommitMode, ErrorMap
 from uow.web.starlette import (
     AsyncDatabase,
     Database,
@@ -60,9 +60,15 @@ def _invalid() -> JSONResponse:
 
 
 def create_app(
-    database: Database | AsyncDatabase | None = None, *, commit: CommitMode = "explicit"
+    database: Database | AsyncDatabase | None = None,
+    *,
+    commit: CommitMode = "explicit",
+    errors: ErrorMap | None = None,
 ) -> Starlette:
-    """The application on `database` (by default from `DATABASE_URL`), its tables created at startup."""
+    """The application on `database` (by default from `DATABASE_URL`), its tables created at startup.
+
+    `commit` and `errors` go to the integration: the commit mode, and overrides of the problems.
+    """
     if database is None:
         url = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///users.db")
         database = AsyncDatabase(url) if make_url(url).get_dialect().is_async else Database(url)
@@ -80,7 +86,7 @@ def create_app(
     routes = _async_routes(commit) if isinstance(database, AsyncDatabase) else _sync_routes(commit)
     return Starlette(
         routes=routes,
-        middleware=[Middleware(UnitOfWorkMiddleware, database=database, commit=commit)],
+        middleware=[Middleware(UnitOfWorkMiddleware, database=database, commit=commit, errors=errors)],
         lifespan=lifespan,
     )
 

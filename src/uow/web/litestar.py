@@ -61,7 +61,8 @@ __all__ = ["AsyncDatabase", "AsyncUnit", "Database", "Unit", "UnitOfWorkPlugin",
 
 Unit = NamedDependency[UnitOfWork]
 """The request's [`UnitOfWork`][uow.UnitOfWork], for handlers on a [`Database`][uow.web.Database]:
-`def create_user(data: JSONBody[NewUser], unit: Unit)`. The parameter's name is the plugin's `dependency_key`."""
+`def create_user(data: JSONBody[NewUser], unit: Unit)`. The parameter's name is the plugin's
+`dependency_key`."""
 
 AsyncUnit = NamedDependency[AsyncUnitOfWork]
 """The request's [`AsyncUnitOfWork`][uow.AsyncUnitOfWork], for handlers on an
