@@ -348,7 +348,9 @@ class Served:
         commit: CommitMode,
         *,
         errors: ErrorMap | None = None,
+        start: bool = True,
     ) -> None:
+        """Build the application; with `start`, also start it (for ASGI, run its lifespan's startup)."""
         self.framework = framework
         self.backend = backend
         self.commit = commit
@@ -362,11 +364,20 @@ class Served:
             if asynchronous
             else Database(backend.url, engine_options=backend.engine_options)
         )
-        self._client: Any
+        self._client: Any = None
+        self.started = False
         if framework == "flask":
             self._serve_flask(errors)
         else:
             self._serve_asgi(asynchronous, errors)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the application: for ASGI, its lifespan's startup (Flask's starts as it is built)."""
+        if self._client is not None:
+            self._client.__enter__()
+        self.started = True
 
     def reset(self) -> None:
         """Forget what earlier requests saw, for the next test on the same application."""
@@ -393,7 +404,6 @@ class Served:
             app = web_litestar.create_app(self.database, commit=self.commit, errors=errors)
             _litestar_routes(app, asynchronous, self.gate)
             self._client = LitestarClient(_observe_asgi(app, self._see))
-        self._client.__enter__()  # runs the lifespan: the database starts
 
     def _serve_flask(self, errors: ErrorMap | None) -> None:
         assert isinstance(self.database, Database)
@@ -466,7 +476,10 @@ class Served:
 
     def close(self) -> None:
         """Stop the application: its lifespan's shutdown (or, for Flask, `dispose()`)."""
+        if not self.started:
+            return
+        self.started = False
         if self.framework == "flask":
-            self.database.dispose()  # type: ignore[unused-coroutine]
+            self.database.dispose()
         else:
             self._client.__exit__(None, None, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -11,7 +12,7 @@ import uow
 from uow.web import PROBLEM_TYPES, InvalidQueryError, Problem, Problems
 
 
-def translated(cls: type[uow.IntegrityError] | type[uow.TransientError], message: str) -> BaseException:
+def translated(cls: type[Any], message: str) -> BaseException:
     """A translated error as uow raises it, its driver message carrying the row's values."""
     original = sqlalchemy.exc.IntegrityError("INSERT ...", {"id": "7", "name": "LILY"}, ValueError(message))
     return cls.from_sqlalchemy(original)

@@ -54,7 +54,10 @@ def unit_of(request: Request, state_key: str = "unit") -> UnitOfWork:
     """
     unit = request_unit(request.scope, state_key)
     if not isinstance(unit, UnitOfWork):
-        raise StateError("this request's unit of work is an AsyncUnitOfWork: use async_unit_of(request)")
+        raise StateError(
+            "this request's unit of work is an AsyncUnitOfWork, from an AsyncDatabase: take it as "
+            "AsyncUnit (FastAPI) or with async_unit_of(request), in an async handler"
+        )
     return unit
 
 
@@ -66,7 +69,10 @@ def async_unit_of(request: Request, state_key: str = "unit") -> AsyncUnitOfWork:
     """
     unit = request_unit(request.scope, state_key)
     if not isinstance(unit, AsyncUnitOfWork):
-        raise StateError("this request's unit of work is a sync UnitOfWork: use unit_of(request)")
+        raise StateError(
+            "this request's unit of work is a UnitOfWork, from a sync Database: take it as Unit "
+            "(FastAPI) or with unit_of(request)"
+        )
     return unit
 
 
