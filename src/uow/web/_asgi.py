@@ -11,9 +11,7 @@ from typing import Any, TypeAlias
 
 import anyio.to_thread
 
-from uow._async_unit import AsyncUnitOfWork
-from uow._errors import InvalidArgumentError, StateError
-from uow._unit import UnitOfWork
+from uow import AsyncUnitOfWork, InvalidArgumentError, StateError, UnitOfWork
 from uow.web._database import AsyncDatabase, Database
 from uow.web._http import (
     PROBLEM_MEDIA_TYPE,

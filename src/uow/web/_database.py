@@ -13,14 +13,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from uow._errors import InvalidArgumentError, StateError
-from uow._sqlite import configure_sqlite
-from uow._unit import UnitOfWork
+from uow import InvalidArgumentError, StateError, UnitOfWork, configure_sqlite
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-    from uow._async_unit import AsyncUnitOfWork
+    from uow import AsyncUnitOfWork
 
 __all__ = ["AsyncDatabase", "Database"]
 
@@ -268,7 +266,7 @@ class AsyncDatabase(_DatabaseBase):
 
     def unit(self) -> AsyncUnitOfWork:
         """A new unit of work on this database, not yet entered."""
-        from uow._async_unit import AsyncUnitOfWork
+        from uow import AsyncUnitOfWork
 
         return AsyncUnitOfWork(self.sessions, **self.unit_options)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
-from uow._errors import (
+from uow import (
     CommitOutcomeUnknownError,
     DuplicateKeyError,
     HookError,
@@ -31,8 +31,7 @@ from uow._errors import (
 )
 
 if TYPE_CHECKING:
-    from uow._async_unit import AsyncUnitOfWork
-    from uow._unit import UnitOfWork
+    from uow import AsyncUnitOfWork, UnitOfWork
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.orm import ColumnProperty, Mapper
 
-from uow._errors import InvalidArgumentError
+from uow import InvalidArgumentError
 from uow.web._http import InvalidQueryError
 
 __all__ = ["RESERVED", "ListQuery", "parse_list_query"]

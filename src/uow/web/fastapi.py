@@ -35,8 +35,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from uow._async_unit import AsyncUnitOfWork
-from uow._unit import UnitOfWork
+from uow import AsyncUnitOfWork, UnitOfWork
 from uow.web._asgi import UnitOfWorkMiddleware
 from uow.web._database import AsyncDatabase, Database
 from uow.web._query import ListQuery

@@ -50,8 +50,7 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
-from uow._errors import InvalidArgumentError, StateError
-from uow._unit import UnitOfWork
+from uow import InvalidArgumentError, StateError, UnitOfWork
 from uow.web._database import Database
 from uow.web._http import (
     PROBLEM_MEDIA_TYPE,

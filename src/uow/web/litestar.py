@@ -50,8 +50,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.plugins import InitPlugin
 from litestar.types import Scope
 
-from uow._async_unit import AsyncUnitOfWork
-from uow._unit import UnitOfWork
+from uow import AsyncUnitOfWork, UnitOfWork
 from uow.web._asgi import UnitOfWorkMiddleware, request_unit
 from uow.web._database import AsyncDatabase, Database
 from uow.web._http import PROBLEM_MEDIA_TYPE, CommitMode, ErrorMap, Problems, check_commit_mode

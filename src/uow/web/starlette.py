@@ -36,9 +36,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from uow._async_unit import AsyncUnitOfWork
-from uow._errors import StateError
-from uow._unit import UnitOfWork
+from uow import AsyncUnitOfWork, StateError, UnitOfWork
 from uow.web._asgi import UnitOfWorkMiddleware, request_unit
 from uow.web._database import AsyncDatabase, Database
 from uow.web._query import ListQuery, parse_list_query
