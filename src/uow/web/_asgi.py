@@ -102,11 +102,11 @@ class UnitOfWorkMiddleware:
         """
         if not isinstance(database, Database | AsyncDatabase):
             raise InvalidArgumentError(f"database must be a Database or an AsyncDatabase, got {database!r}")
-        self.app = app
-        self.database = database
+        self.app: ASGIApp = app
+        self.database: Database | AsyncDatabase = database
         self.commit: CommitMode = check_commit_mode(commit)
-        self.problems = Problems(errors, retry_after=retry_after)
-        self.state_key = state_key
+        self.problems: Problems = Problems(errors, retry_after=retry_after)
+        self.state_key: str = state_key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -44,13 +44,13 @@ class _DatabaseBase:
         unit_options: dict[str, Any],
     ) -> None:
         try:
-            self.url = make_url(url)
+            self.url: URL = make_url(url)
         except Exception as exc:  # SQLAlchemy's ArgumentError, or a ValueError for a malformed port
             raise InvalidArgumentError(f"cannot use database URL {url!r}: {exc}") from exc
-        self.engine_options = dict(engine_options or {})
-        self.session_options = dict(session_options or {})
-        self.configure = configure
-        self.unit_options = unit_options
+        self.engine_options: dict[str, Any] = dict(engine_options or {})
+        self.session_options: dict[str, Any] = dict(session_options or {})
+        self.configure: Callable[[Any], object] | None = configure
+        self.unit_options: dict[str, Any] = unit_options
 
     def _setup(self, engine: Any) -> None:
         if self.url.get_backend_name() == "sqlite":

@@ -49,14 +49,14 @@ __all__ = [
 
 logger = logging.getLogger("uow.web")
 
-PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
+PROBLEM_MEDIA_TYPE: Final[str] = "application/problem+json"
 
 CommitMode: TypeAlias = Literal["explicit", "on_success"]
 """`"explicit"`: only the handler's `unit.commit()` commits (the default). `"on_success"`: the
 integration commits when the response status is 2xx or 3xx, before the response is sent."""
 
-_DOCS: Final = "https://uow.readthedocs.io/en/latest/web/"
-PROBLEM_TYPES: Final = {
+_DOCS: Final[str] = "https://uow.readthedocs.io/en/latest/web/"
+PROBLEM_TYPES: Final[Mapping[str, str]] = {
     "not-found": _DOCS + "#not-found",
     "conflict": _DOCS + "#conflict",
     "unavailable": _DOCS + "#unavailable",
@@ -244,7 +244,7 @@ class Problems:
             if not (isinstance(cls, type) and issubclass(cls, Exception)):
                 raise InvalidArgumentError(f"the keys of errors must be exception classes, got {cls!r}")
             mapping[cls] = build
-        self._map = mapping
+        self._map: dict[type[BaseException], Callable[[Any], Problem] | None] = mapping
         self._cache: dict[type[BaseException], Callable[[Any], Problem] | None] = {}
 
     @property

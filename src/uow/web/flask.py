@@ -102,10 +102,10 @@ class UnitOfWorkExtension:
                 f"the Flask extension takes a sync Database, got {database!r}; Flask views run in "
                 "threads, so their units are sync UnitOfWorks"
             )
-        self.database = database
+        self.database: Database = database
         self.commit: CommitMode = check_commit_mode(commit)
-        self.problems = Problems(errors, retry_after=retry_after)
-        self.key = key
+        self.problems: Problems = Problems(errors, retry_after=retry_after)
+        self.key: str = key
         if app is not None:
             self.init_app(app)
 

@@ -95,12 +95,12 @@ class UnitOfWorkPlugin(InitPlugin):
         Raises:
             InvalidArgumentError: An option is invalid.
         """
-        self.database = database
+        self.database: Database | AsyncDatabase = database
         self.commit: CommitMode = check_commit_mode(commit)
-        self.errors = errors
-        self.retry_after = retry_after
-        self.problems = Problems(errors, retry_after=retry_after)
-        self.dependency_key = dependency_key
+        self.errors: ErrorMap | None = errors
+        self.retry_after: int = retry_after
+        self.problems: Problems = Problems(errors, retry_after=retry_after)
+        self.dependency_key: str = dependency_key
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the lifespan, the middleware, the dependency and the exception handlers."""
