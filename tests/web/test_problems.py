@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy
+from sqlalchemy.orm.exc import StaleDataError
 
 import uow
 from uow.web import PROBLEM_TYPES, InvalidQueryError, Problem, Problems
@@ -51,6 +52,17 @@ def test_integrity_errors_are_409s_without_the_driver_message(cls: type[uow.Inte
     assert problem.status == 409
     assert problem.type == PROBLEM_TYPES["conflict"]
     assert "LILY" not in problem.content().decode()
+
+
+def test_a_row_changed_since_it_was_read_is_a_409() -> None:
+    problem = Problems()(
+        StaleDataError("UPDATE statement on table 'user' expected to update 1 row(s); 0 were matched.")
+    )
+
+    assert problem is not None
+    assert problem.status == 409
+    assert problem.type == PROBLEM_TYPES["conflict"]
+    assert "user" not in (problem.detail or "")
 
 
 def test_a_transient_error_is_a_503_with_retry_after() -> None:

@@ -19,8 +19,9 @@ Every integration follows the same rules, kept here:
   response status is 2xx or 3xx. Either way the unit is settled before the response is sent; an
   error status rolls back; a commit that fails there gives the client its problem, never a 2xx.
 - uow's errors become RFC 9457 problems ([`Problems`][uow.web.Problems]): `NotFoundError` a 404,
-  `DuplicateKeyError` and `IntegrityError` a 409, `TransientError` a 503 with `Retry-After`,
-  `CommitOutcomeUnknownError` a 500 saying that the outcome is unknown.
+  `DuplicateKeyError`, `IntegrityError` and a version conflict (`StaleDataError`) a 409,
+  `TransientError` a 503 with `Retry-After`, `CommitOutcomeUnknownError` a 500 saying that the
+  outcome is unknown.
 - [`parse_list_query()`][uow.web.parse_list_query] turns query parameters into a repository's
   filters, sort order, limit and offset, checked against the fields the application allows.
 """

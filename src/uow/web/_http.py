@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
+from sqlalchemy.orm.exc import StaleDataError
+
 from uow import (
     CommitOutcomeUnknownError,
     DuplicateKeyError,
@@ -144,6 +146,15 @@ def _integrity(error: IntegrityError) -> Problem:
     )
 
 
+def _stale(error: StaleDataError) -> Problem:
+    return Problem(
+        409,
+        title="Conflict",
+        detail="The data was changed or removed by someone else since it was read; read it again.",
+        type=PROBLEM_TYPES["conflict"],
+    )
+
+
 def _commit_outcome_unknown(error: CommitOutcomeUnknownError) -> Problem:
     return Problem(
         500,
@@ -191,6 +202,7 @@ class Problems:
     |---|---|---|
     | `NotFoundError` | 404 | the model and fields searched, values shown as `?` |
     | `DuplicateKeyError`, `IntegrityError` | 409 | no values of the rejected row |
+    | SQLAlchemy's `StaleDataError` | 409 | a row changed or gone since it was read (a version column) |
     | `TransientError` | 503 | `Retry-After`; the transaction was rolled back |
     | `CommitOutcomeUnknownError` | 500 | `"outcome": "unknown"` |
     | `HookError` | 500 | `"committed"`: whether the data was saved |
@@ -235,6 +247,7 @@ class Problems:
             NotFoundError: _not_found,
             DuplicateKeyError: _duplicate,
             IntegrityError: _integrity,
+            StaleDataError: _stale,
             TransientError: transient,
             CommitOutcomeUnknownError: _commit_outcome_unknown,
             HookError: _hook_failed,
