@@ -120,20 +120,20 @@ class BlockWatch:
     )
 
     def __init__(self, session: Session, *, attempt: int | None, flavour: str, log: bool) -> None:
-        self.id = next(_ids)
-        self.log = log
-        self.attempt = attempt
-        self.flavour = flavour
-        self.system = system_name(getattr(session.bind, "dialect", None))
-        self.outcome = ROLLED_BACK
-        self.unknown = False
-        self.commits = 0
-        self.hook_failures = 0
-        self.committing = False
+        self.id: int = next(_ids)
+        self.log: bool = log
+        self.attempt: int | None = attempt
+        self.flavour: str = flavour
+        self.system: str | None = system_name(getattr(session.bind, "dialect", None))
+        self.outcome: str = ROLLED_BACK
+        self.unknown: bool = False
+        self.commits: int = 0
+        self.hook_failures: int = 0
+        self.committing: bool = False
         self.began: float | None = None
         self.run: RunWatch | None = None
         """The watch of the retry loop this block is an attempt of, once the attempt told it."""
-        self.started = time.perf_counter()
+        self.started: float = time.perf_counter()
         if log:
             if attempt is None:
                 self.debug("enter", "unit %d entered (%s)", self.id, flavour)
@@ -255,9 +255,9 @@ class RunWatch:
     __slots__ = ("attempts", "block", "flavour", "log")
 
     def __init__(self, *, flavour: str, log: bool) -> None:
-        self.flavour = flavour
-        self.log = log
-        self.attempts = 0
+        self.flavour: str = flavour
+        self.log: bool = log
+        self.attempts: int = 0
         self.block: BlockWatch | None = None
 
     def attempt_entering(self, number: int) -> None:

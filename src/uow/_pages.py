@@ -86,7 +86,7 @@ class Page(Generic[T]):
     def __init__(
         self, items: list[T], keyset: Keyset, following: Boundary | None, preceding: Boundary | None
     ) -> None:
-        self.items = items
+        self.items: list[T] = items
         self._keyset = keyset
         self._next: Boundary | str | None = following
         self._previous: Boundary | str | None = preceding

@@ -104,11 +104,11 @@ class Scope:
     __slots__ = ("failed", "flushed", "mark", "on_commit", "on_rollback", "parent")
 
     def __init__(self, parent: Scope | None) -> None:
-        self.parent = parent
-        self.failed = False
-        self.flushed = False
+        self.parent: Scope | None = parent
+        self.failed: bool = False
+        self.flushed: bool = False
         """Whether changes were written in this level (and not rolled back with a savepoint)."""
-        self.mark = next_mark()
+        self.mark: int = next_mark()
         """Events recorded with a greater number belong to this level or a newer one."""
         self.on_commit: list[Hook] = []
         self.on_rollback: list[Hook] = []

@@ -48,11 +48,12 @@ from uow._observe import COMMITTED, FAILED, ROLLED_BACK, UNKNOWN, BlockWatch, Ob
 try:
     from opentelemetry import context, metrics, trace
     from opentelemetry.context import Context
+    from opentelemetry.metrics import Counter, Histogram
     from opentelemetry.trace import SpanKind, Status, StatusCode
-except ImportError as exc:  # pragma: no cover - the extra is installed wherever the tests run
+except ImportError as _missing:  # pragma: no cover - the extra is installed wherever the tests run
     raise ImportError(
         "uow.otel needs the OpenTelemetry API: pip install 'uow[otel]' (or opentelemetry-api)"
-    ) from exc
+    ) from _missing
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -134,34 +135,34 @@ class OpenTelemetry(Observer):
     def __init__(self, tracer: trace.Tracer, meter: metrics.Meter, *, record_error_details: bool) -> None:
         self.tracer = tracer
         self.details = record_error_details
-        self.unit_duration = meter.create_histogram(
+        self.unit_duration: Histogram = meter.create_histogram(
             "uow.unit.duration",
             unit="s",
             description="Duration of a unit of work's block, from entering it until its session closed.",
             explicit_bucket_boundaries_advisory=_BUCKETS,
         )
-        self.use_time = meter.create_histogram(
+        self.use_time: Histogram = meter.create_histogram(
             "db.client.connection.use_time",
             unit="s",
             description="The time between borrowing a connection and returning it to the pool.",
             explicit_bucket_boundaries_advisory=_BUCKETS,
         )
-        self.transactions = meter.create_counter(
+        self.transactions: Counter = meter.create_counter(
             "uow.transactions",
             unit="{transaction}",
             description="Root transactions of units that ended, by outcome.",
         )
-        self.attempts = meter.create_counter(
+        self.attempts: Counter = meter.create_counter(
             "uow.attempts",
             unit="{attempt}",
             description="Attempts made by run() and attempts(), by outcome.",
         )
-        self.retries = meter.create_counter(
+        self.retries: Counter = meter.create_counter(
             "uow.retries",
             unit="{retry}",
             description="Attempts run again after a transient failure, by reason.",
         )
-        self.hook_failures = meter.create_counter(
+        self.hook_failures: Counter = meter.create_counter(
             "uow.hook.failures",
             unit="{failure}",
             description="Hooks and domain event handlers that raised, by stage.",
