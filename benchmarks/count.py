@@ -1,11 +1,12 @@
 """Run probes, natively or under callgrind, side by side; instructions per operation from their files.
 
-Callgrind runs each probe with counting off (``--collect-atstart=no``) and switches it on while
-``sys.call_tracing`` runs (``--toggle-collect``), which the probe calls for exactly the measured runs,
-and writes the count of each such call to a file of its own (``--dump-after``). A run of ``n``
-operations and one of ``2n`` give ``(count(2n) - count(n)) / n`` instructions per operation: what the
-two runs share (entering the call, an event loop's start and stop) cancels out. Counts do not depend
-on the machine's load, so probes run as many at a time as there are cores.
+Callgrind starts each probe uninstrumented (the probe switches instrumentation on once it is set up)
+and with counting off, counts only while ``sys.call_tracing`` runs (``--toggle-collect``), which the
+probe calls for exactly the measured runs, and writes the count of each such call to a file of its
+own (``--dump-after``). A run of ``n`` operations and one of ``2n`` give ``(count(2n) - count(n)) / n``
+instructions per operation: what the two runs share (entering the call, an event loop's start and
+stop) cancels out. Counts do not depend on the machine's load, so probes run as many at a time as
+there are cores.
 """
 
 from __future__ import annotations

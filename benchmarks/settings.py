@@ -22,7 +22,7 @@ WORKLOADS = {
 UNIT_WORKLOADS = ("W1", "W3", "W4", "W5", "W6")
 
 COUNT_SIZES = {
-    "full": {"W1": 100, "W2": 1_000, "W3": 100, "W4": 100, "W5": 60, "W6": 40},
+    "full": {"W1": 50, "W2": 500, "W3": 50, "W4": 50, "W5": 30, "W6": 20},
     "quick": {"W1": 10, "W2": 100, "W3": 10, "W4": 10, "W5": 10, "W6": 5},
 }
 """N of the N-against-2N difference: operations (W2: rows) per measured run."""
