@@ -19,6 +19,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pyperf  # type: ignore[import-untyped]
+
 from benchmarks.count import CALLGRIND, ROOT, environment, total
 
 MODULES = ("sqlalchemy.orm", "uow")
@@ -58,14 +60,10 @@ def wall(options: list[str]) -> dict[str, float]:
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
         if done.returncode != 0:
             raise RuntimeError("\n".join(done.stderr.strip().splitlines()[-15:]))
-        import pyperf
-
         return {bench.get_name(): bench.median() for bench in pyperf.BenchmarkSuite.load(str(output))}
 
 
 def main() -> None:
-    import pyperf
-
     runner = pyperf.Runner(program_args=("-m", "benchmarks.importtime"))
     for name, code in COMMANDS.items():
         runner.bench_command(name, [sys.executable, "-c", code])

@@ -111,7 +111,7 @@ def results_table(found: dict[tuple[str, str, str], Row]) -> str:
     return _table(header, body)
 
 
-TARGETS = (
+TARGETS: tuple[tuple[str, str, dict[str, str], float, bool], ...] = (
     *((f"{w} uow / plain ≤ {TARGET_UNIT}", w, BASELINES, TARGET_UNIT, False) for w in UNIT_WORKLOADS),
     *(
         (f"{w} uow / advanced-alchemy < 1", w, {"sync": "advanced-alchemy"}, 1.0, True)
@@ -139,7 +139,10 @@ def targets_table(found: dict[tuple[str, str, str], Row], imports: dict[str, lis
         missed = value is not None and (value >= limit if strict else value > limit)
         return _num(value, ".3f") + (" ✗" if missed else "")
 
-    body = [[label, *(cell(b, f, *target) for b, f in columns)] for label, *target in TARGETS]
+    body = [
+        [label, *(cell(b, f, w, others, limit, strict) for b, f in columns)]
+        for label, w, others, limit, strict in TARGETS
+    ]
     if imports:
         value = statistics.median(imports["uow"]) / statistics.median(imports["sqlalchemy.orm"])
         mark = " ✗" if value > TARGET_IMPORT else ""

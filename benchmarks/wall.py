@@ -19,6 +19,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pyperf  # type: ignore[import-untyped]
+
 from benchmarks.count import ROOT
 
 _bench: Any = None
@@ -39,8 +41,6 @@ def _time(loops: int, backend: str, implementation: str, workload: str, seeded: 
 
 
 def main() -> None:
-    import pyperf
-
     from benchmarks.base import load
 
     def forward(command: list[str], args: Any) -> None:
@@ -71,8 +71,6 @@ def measure(
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
         if done.returncode != 0:
             raise RuntimeError("\n".join(done.stderr.strip().splitlines()[-15:]))
-        import pyperf
-
         return {bench.get_name(): bench.median() for bench in pyperf.BenchmarkSuite.load(str(output))}
 
 
