@@ -143,6 +143,7 @@ def targets_table(found: dict[tuple[str, str, str], Row], imports: dict[str, lis
         [label, *(cell(b, f, w, others, limit, strict) for b, f in columns)]
         for label, w, others, limit, strict in TARGETS
     ]
+    body = [cells for cells in body if any(cell not in ("", "-") for cell in cells[1:])]
     if imports:
         value = statistics.median(imports["uow"]) / statistics.median(imports["sqlalchemy.orm"])
         mark = " ✗" if value > TARGET_IMPORT else ""
