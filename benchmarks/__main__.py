@@ -115,14 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing = (
         "single native runs" if options.quick or options.no_wall else f"pyperf medians ({options.pyperf})"
     )
-    print(f"{report.machine()}; {mode}: sizes {sizes}, {seeded:,} seeded rows, {layouts} layouts")
+    print(f"{report.machine()}; {mode}: sizes {sizes}, {seeded:,} seeded rows, layouts: {layouts}")
     print(f"wall-clock: {timing}")
-    print("\n" + report.results_table(found) + "\n\n" + report.targets_table(found, counted_imports))
-    text = report.imports_text(counted_imports, import_walls)
-    print("\n" + text if text else "")
+    parts = [report.results_table(found), report.targets_table(found, counted_imports)]
+    parts.append(report.imports_text(counted_imports, import_walls))
     for title, lines in (("notes", notes), ("problems (crashes and wrong results)", problems)):
-        if lines:
-            print(f"{title}:\n" + "\n".join(f"- {line}" for line in lines) + "\n")
+        parts.append(f"{title}:\n" + "\n".join(f"- {line}" for line in lines) if lines else "")
+    print("\n" + "\n\n".join(part for part in parts if part) + "\n")
     print(f"({time.perf_counter() - started:.0f} s)")
     if options.json:
         document = {

@@ -149,7 +149,7 @@ def targets_table(found: dict[tuple[str, str, str], Row], imports: dict[str, lis
         mark = " ✗" if value > TARGET_IMPORT else ""
         body.append([f"import uow / import sqlalchemy.orm ≤ {TARGET_IMPORT}", f"{value:.3f}{mark}"])
         body[-1] += [""] * (len(columns) - 1)
-    return _table(["target (instructions)", *(f"{b} {f}" for b, f in columns)], body)
+    return _table(["target (instructions)", *(f"{b} {f}" for b, f in columns)], body) if body else ""
 
 
 def imports_text(counts: dict[str, list[int]] | None, walls: dict[str, float] | None) -> str:
