@@ -1,24 +1,57 @@
-"""Engines and table management for one backend, in the sync and the async flavour.
+"""The database of one process, and the engine and tables an implementation runs on.
 
-Every implementation of a flavour shares the flavour's engine (and so its pool) but makes its own
-session factory, so that the event listeners one library registers on its sessions never slow down
-another's. Tables are emptied with ``TRUNCATE`` on PostgreSQL (keeping the table, so that asyncpg's
-prepared statements stay valid) and ``DELETE`` on SQLite.
+Every process gets a database of its own, so that processes may run side by side: a temporary
+SQLite file, or on PostgreSQL a schema named for the process that every connection's
+``search_path`` points to (no per-statement cost, unlike a ``schema_translate_map``). Tables are
+emptied with ``TRUNCATE`` on PostgreSQL (which keeps asyncpg's prepared statements valid) and with
+``DELETE`` on SQLite.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import Connection, create_engine, func, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from benchmarks.models import METADATAS, TABLES, seed_rows
-from benchmarks.settings import Backend
+from benchmarks.models import TABLES, Base, seed_rows
+from benchmarks.settings import Backend, make_backend
 
 
-def _empty(connection: Connection, key: str) -> None:
+@contextmanager
+def private_backend(name: str) -> Iterator[Backend]:
+    """The backend called ``name``, for this process alone while the block runs."""
+    with tempfile.TemporaryDirectory(prefix="uow-bench-") as workdir:
+        schema = f"uow_bench_{os.getpid()}"
+        backend = make_backend(name, Path(workdir), schema)
+        if name != "postgresql":
+            yield backend
+            return
+        admin = create_engine(backend.sync_url)
+        drop = text(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        try:
+            with admin.begin() as connection:
+                connection.execute(drop)
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+            yield backend
+        finally:
+            with admin.begin() as connection:
+                connection.execute(drop)
+            admin.dispose()
+
+
+def create_tables(connection: Connection) -> None:
+    Base.metadata.drop_all(connection)
+    Base.metadata.create_all(connection)
+
+
+def empty(connection: Connection, key: str) -> None:
     table = TABLES[key]
     if connection.dialect.name == "postgresql":
         connection.execute(text(f'TRUNCATE TABLE "{table.name}" RESTART IDENTITY'))
@@ -26,96 +59,58 @@ def _empty(connection: Connection, key: str) -> None:
         connection.execute(table.delete())
 
 
-def _create(connection: Connection) -> None:
-    for metadata in METADATAS:
-        metadata.drop_all(connection)
-        metadata.create_all(connection)
+def seed(connection: Connection, key: str, rows: int) -> None:
+    empty(connection, key)
+    connection.execute(insert(TABLES[key]), seed_rows(rows))
+
+
+def count_rows(connection: Connection, key: str) -> int:
+    return int(connection.scalar(select(func.count()).select_from(TABLES[key])) or 0)
 
 
 class SyncEnv:
-    """The sync engine of a backend, and the raw DBAPI connection of the raw-driver implementation."""
-
-    flavour = "sync"
+    """A sync engine on the backend, and the raw DBAPI connection of the raw-driver implementation."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.engine: Engine = create_engine(backend.sync_url)
+        self.engine = create_engine(backend.sync_url, connect_args=backend.sync_args)
         self.dialect = self.engine.dialect.name
         self._held: Any = None
 
-    def create(self) -> None:
-        """Drop and create every benchmark table."""
+    def do(self, work: Any, *args: Any) -> Any:
+        """``work(connection, *args)`` in a transaction of its own."""
         with self.engine.begin() as connection:
-            _create(connection)
-
-    def reset(self, key: str) -> None:
-        with self.engine.begin() as connection:
-            _empty(connection, key)
-
-    def seed(self, key: str, rows: int) -> None:
-        with self.engine.begin() as connection:
-            _empty(connection, key)
-            connection.execute(insert(TABLES[key]), seed_rows(rows))
-
-    def count(self, key: str) -> int:
-        with self.engine.connect() as connection:
-            return int(connection.scalar(select(func.count()).select_from(TABLES[key])) or 0)
+            return work(connection, *args)
 
     def raw_connection(self) -> Any:
-        """A DBAPI connection of the backend's driver, outside SQLAlchemy's pool where it can be.
-
-        In-memory SQLite exists only inside one connection, so there the raw driver gets the very
-        ``sqlite3`` connection that the engine's pool holds.
-        """
-        if self.backend.name == "sqlite-memory":
+        """A DBAPI connection of the backend's driver; on in-memory SQLite, the engine's own."""
+        if self.backend.name == "sqlite-memory":  # that database lives in the pool's one connection
             self._held = self.engine.raw_connection()
             return self._held.driver_connection
-        if self.backend.file is not None:
-            return sqlite3.connect(self.backend.file)
+        if self.dialect == "sqlite":
+            return sqlite3.connect(str(self.engine.url.database))
         import psycopg
 
-        url = self.engine.url.set(drivername="postgresql")
-        return psycopg.connect(url.render_as_string(hide_password=False))
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return psycopg.connect(url, **self.backend.sync_args)
 
     def close(self) -> None:
         if self._held is not None:
             self._held.close()
-            self._held = None
         self.engine.dispose()
 
 
-async def _create_async(connection: AsyncConnection) -> None:
-    await connection.run_sync(_create)
-
-
 class AsyncEnv:
-    """The async engine of a backend (aiosqlite, asyncpg)."""
-
-    flavour = "async"
+    """An async engine on the backend (aiosqlite, asyncpg)."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.engine: AsyncEngine = create_async_engine(backend.async_url)
+        self.engine = create_async_engine(backend.async_url, connect_args=backend.async_args)
         self.dialect = self.engine.dialect.name
 
-    async def create(self) -> None:
-        """Create the tables where the sync engine cannot see them (in-memory SQLite)."""
-        if not self.backend.shared:
-            async with self.engine.begin() as connection:
-                await _create_async(connection)
-
-    async def reset(self, key: str) -> None:
+    async def do(self, work: Any, *args: Any) -> Any:
         async with self.engine.begin() as connection:
-            await connection.run_sync(_empty, key)
-
-    async def seed(self, key: str, rows: int) -> None:
-        async with self.engine.begin() as connection:
-            await connection.run_sync(_empty, key)
-            await connection.execute(insert(TABLES[key]), seed_rows(rows))
-
-    async def count(self, key: str) -> int:
-        async with self.engine.connect() as connection:
-            return int(await connection.scalar(select(func.count()).select_from(TABLES[key])) or 0)
+            return await connection.run_sync(work, *args)
 
     async def close(self) -> None:
         await self.engine.dispose()

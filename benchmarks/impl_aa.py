@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.base import OBJECTS_PER_ROW, Implementation, Unavailable
+from advanced_alchemy.config import SQLAlchemySyncConfig
+from advanced_alchemy.filters import LimitOffset
+from advanced_alchemy.repository import SQLAlchemySyncRepository
+
+from benchmarks.base import Implementation
 from benchmarks.models import (
     User,
     W1Item,
@@ -30,42 +34,35 @@ from benchmarks.models import (
 )
 from benchmarks.settings import PAGE_SIZE
 
-try:
-    from advanced_alchemy.config import SQLAlchemySyncConfig
-    from advanced_alchemy.filters import LimitOffset
-    from advanced_alchemy.repository import SQLAlchemySyncRepository
-except Exception as exc:  # missing, or refusing this SQLAlchemy: reported, never fatal
-    IMPORT_ERROR: Exception | None = exc
-else:
-    IMPORT_ERROR = None
 
-    class W1Repository(SQLAlchemySyncRepository[W1Item]):
-        model_type = W1Item
+class W1Repository(SQLAlchemySyncRepository[W1Item]):
+    model_type = W1Item
 
-    class W2Repository(SQLAlchemySyncRepository[W2Item]):
-        model_type = W2Item
 
-    class W3Repository(SQLAlchemySyncRepository[W3Item]):
-        model_type = W3Item
+class W2Repository(SQLAlchemySyncRepository[W2Item]):
+    model_type = W2Item
 
-    class W4Repository(SQLAlchemySyncRepository[W4Item]):
-        model_type = W4Item
 
-    class W5Repository(SQLAlchemySyncRepository[W5Item]):
-        model_type = W5Item
+class W3Repository(SQLAlchemySyncRepository[W3Item]):
+    model_type = W3Item
 
-    class UserRepository(SQLAlchemySyncRepository[User]):
-        model_type = User
+
+class W4Repository(SQLAlchemySyncRepository[W4Item]):
+    model_type = W4Item
+
+
+class W5Repository(SQLAlchemySyncRepository[W5Item]):
+    model_type = W5Item
+
+
+class UserRepository(SQLAlchemySyncRepository[User]):
+    model_type = User
 
 
 class AdvancedAlchemy(Implementation):
     name = "advanced-alchemy"
-    description = "advanced-alchemy SQLAlchemySyncRepository; W2: add_many"
-    scale = OBJECTS_PER_ROW
 
     def __init__(self, env: Any) -> None:
-        if IMPORT_ERROR is not None:
-            raise Unavailable(f"advanced-alchemy cannot be imported: {IMPORT_ERROR!r}")
         super().__init__(env)
         self.config = SQLAlchemySyncConfig(engine_instance=env.engine)
         self.session = self.config.get_session

@@ -1,4 +1,4 @@
-"""SQLAlchemy Core on the shared engine: ``engine.begin()`` for writes, ``engine.connect()`` for reads."""
+"""SQLAlchemy Core: ``engine.begin()`` for writes, ``engine.connect()`` for reads; W2's baselines."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from benchmarks.base import Implementation
-from benchmarks.models import (
-    TABLES,
-    bulk_rows,
-    category,
-    name,
-    page_checksum,
-    score,
-    w3_ident,
-    w5_page,
-)
+from benchmarks.models import TABLES, bulk_rows, category, name, page_checksum, score, w3_ident, w5_page
 from benchmarks.settings import PAGE_SIZE
 
 W1, W2, W3, W4, W5, USERS = (TABLES[key] for key in ("W1", "W2", "W3", "W4", "W5", "W6"))
@@ -24,7 +15,6 @@ W1, W2, W3, W4, W5, USERS = (TABLES[key] for key in ("W1", "W2", "W3", "W4", "W5
 
 class Core(Implementation):
     name = "core"
-    description = "SQLAlchemy Core: connections and Table statements, no ORM"
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -92,3 +82,14 @@ class Core(Implementation):
                 row = connection.execute(select(USERS).where(USERS.c.id == ident)).one()
             found += row.name == "hanmeimei"
         return found
+
+
+class CoreAsync(Implementation):
+    name = "core-async"
+    flavour = "async"
+    workloads = ("W2",)
+
+    async def w2(self, n: int, seeded: int) -> int:
+        async with self.env.engine.begin() as connection:
+            await connection.execute(insert(W2), bulk_rows(n))
+        return n

@@ -15,7 +15,6 @@ from benchmarks.settings import PAGE_SIZE
 
 class Raw(Implementation):
     name = "raw"
-    description = "the DBAPI driver (sqlite3, psycopg) with hand-written SQL"
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -31,9 +30,6 @@ class Raw(Implementation):
         user = '"user"'
         self.user_insert = f"INSERT INTO {user} (id, name) VALUES ({mark}, {mark})"
         self.user_get = f"SELECT id, name FROM {user} WHERE id = {mark}"
-
-    def recover(self) -> None:
-        self.connection.rollback()
 
     def close(self) -> None:
         if self.env.backend.name != "sqlite-memory":  # that one belongs to the engine's pool

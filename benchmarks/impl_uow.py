@@ -1,13 +1,15 @@
-"""uow's :class:`~uow.UnitOfWork` and :class:`~uow.Repository`, as its documentation shows them.
+"""uow's units and repositories, sync and async, as its documentation shows them.
 
-A new ``UnitOfWork`` per unit on a ``sessionmaker`` of its own (so that uow's session listeners
-never touch the baseline's sessions); W2 uses :meth:`~uow.Repository.insert_many`.
+A new ``UnitOfWork`` (``AsyncUnitOfWork``) per unit on a session factory of its own; the async one
+keeps loaded objects after commit by default, as the async baseline's factory does. W2 uses
+``insert_many`` (one Core INSERT executed with all rows).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import sessionmaker
 
 from benchmarks.base import Implementation
@@ -27,14 +29,13 @@ from benchmarks.models import (
     w5_page,
 )
 from benchmarks.settings import PAGE_SIZE
-from uow import UnitOfWork
+from uow import AsyncUnitOfWork, UnitOfWork
 
 ORDER = ("-score", "id")
 
 
 class Uow(Implementation):
     name = "uow"
-    description = "uow UnitOfWork + Repository; W2: Repository.insert_many"
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -102,5 +103,81 @@ class Uow(Implementation):
                 unit.commit()
 
                 user = users.one(id=f"u{i}")
+                found += user.name == "hanmeimei"
+        return found
+
+
+class UowAsync(Implementation):
+    name = "uow-async"
+    flavour = "async"
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.factory = async_sessionmaker(env.engine)
+
+    async def w1(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        for i in range(n):
+            async with AsyncUnitOfWork(factory) as unit:
+                await unit.repository(W1Item).add(W1Item(name=name(i), category=category(i), score=score(i)))
+                await unit.commit()
+        return n
+
+    async def w2(self, n: int, seeded: int) -> int:
+        async with AsyncUnitOfWork(self.factory) as unit:
+            inserted = await unit.repository(W2Item).insert_many(bulk_rows(n))
+            await unit.commit()
+        return inserted
+
+    async def w3(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        total = 0
+        for i in range(n):
+            async with AsyncUnitOfWork(factory) as unit:
+                item = await unit.repository(W3Item).get(w3_ident(i, seeded))
+                assert item is not None
+                total += item.score
+        return total
+
+    async def w4(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        inserted = 0
+        for i in range(n):
+            async with AsyncUnitOfWork(factory) as unit:
+                item = await unit.repository(W4Item).add(
+                    W4Item(name=name(i), category=category(i), score=score(i))
+                )
+                await unit.session.flush()
+                inserted += item.id is not None
+                await unit.rollback()
+        return inserted
+
+    async def w5(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        total = 0
+        for q in range(n):
+            cat, offset = w5_page(q, seeded)
+            async with AsyncUnitOfWork(factory) as unit:
+                items = await unit.repository(W5Item).list(
+                    category=cat, order_by=ORDER, limit=PAGE_SIZE, offset=offset
+                )
+                total += page_checksum([item.id for item in items])
+        return total
+
+    async def w6(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        found = 0
+        for i in range(n):
+            async with AsyncUnitOfWork(factory) as unit:
+                users = unit.repository(User)
+
+                await users.add(User(id=f"r{i}", name="Bob"))
+                await users.add(User(id=f"r{i}", name="LILY"))
+                await unit.rollback()
+
+                await users.add(User(id=f"u{i}", name="hanmeimei"))
+                await unit.commit()
+
+                user = await users.one(id=f"u{i}")
                 found += user.name == "hanmeimei"
         return found

@@ -1,8 +1,9 @@
-"""The tables, one per workload, and the data every implementation writes and reads.
+"""The tables, one per workload, the data every implementation writes and reads, and what it returns.
 
-Each workload has a table of its own; the writing ones are emptied before every timed run, the
-reading ones (W3, W5) are filled once with :func:`seed_rows`. W6 uses the reference scenario's own
-``User`` model (:mod:`uow.examples.users`).
+Each workload has a table of its own; the writing ones are emptied before every run, the reading ones
+(W3, W5) are filled once with :func:`seed_rows`. W6's ``User`` has the columns of the reference
+scenario's model (:mod:`uow.examples.users`), declared here so that a process measuring plain
+SQLAlchemy never imports uow.
 """
 
 from __future__ import annotations
@@ -14,31 +15,6 @@ from sqlalchemy import Index, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from benchmarks.settings import CATEGORIES, PAGE_SIZE
-from uow.examples.users import Base as UserBase
-from uow.examples.users import User
-
-__all__ = [
-    "MODELS",
-    "TABLES",
-    "Base",
-    "Item",
-    "User",
-    "W1Item",
-    "W2Item",
-    "W3Item",
-    "W4Item",
-    "W5Item",
-    "bulk_rows",
-    "bulk_tuples",
-    "category",
-    "name",
-    "score",
-    "seed_rows",
-    "w3_expected",
-    "w3_ident",
-    "w5_expected",
-    "w5_page",
-]
 
 
 class Base(DeclarativeBase):
@@ -75,6 +51,13 @@ class W5Item(Item, Base):
     __table_args__ = (Index("ix_bench_w5_item_page", "category", "score", "id"),)
 
 
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(20))
+
+
 MODELS: dict[str, type[Any]] = {
     "W1": W1Item,
     "W2": W2Item,
@@ -84,7 +67,6 @@ MODELS: dict[str, type[Any]] = {
     "W6": User,
 }
 TABLES: dict[str, Table] = {key: model.__table__ for key, model in MODELS.items()}
-METADATAS = (Base.metadata, UserBase.metadata)
 
 
 def name(k: int) -> str:
@@ -159,3 +141,12 @@ def w5_expected(queries: int, seeded: int) -> int:
 
 def page_checksum(ids: list[int]) -> int:
     return sum(position * ident for position, ident in enumerate(ids, 1))
+
+
+def expected(workload: str, n: int, seeded: int) -> tuple[int, int]:
+    """What a run of ``workload`` of size ``n`` returns, and how many rows its table holds afterwards."""
+    if workload == "W3":
+        return w3_expected(n, seeded), seeded
+    if workload == "W5":
+        return w5_expected(n, seeded), seeded
+    return n, 0 if workload == "W4" else n
