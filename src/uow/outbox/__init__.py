@@ -17,17 +17,45 @@ The tables are the application's: [`outbox_table()`][uow.outbox.outbox_table] an
 
 from __future__ import annotations
 
+from uow.outbox._inbox import Inbox
 from uow.outbox._outbox import Message, Outbox, to_bytes
+from uow.outbox._publisher import Envelope, OutboxError, Publisher, PublishError, PublisherUnavailableError
+from uow.outbox._relay import Backoff, BatchResult, Relay
+from uow.outbox._stats import (
+    purge_sent,
+    purge_sent_async,
+    requeue_dead,
+    requeue_dead_async,
+    stats,
+    stats_async,
+)
+from uow.outbox._store import OutboxStats
 from uow.outbox._tables import DEAD, PENDING, SENT, Payload, inbox_table, outbox_table
 
 __all__ = [
     "DEAD",
     "PENDING",
     "SENT",
+    "Backoff",
+    "BatchResult",
+    "Envelope",
+    "Inbox",
     "Message",
     "Outbox",
+    "OutboxError",
+    "OutboxStats",
     "Payload",
+    "PublishError",
+    "Publisher",
+    "PublisherUnavailableError",
+    "Relay",
     "inbox_table",
     "outbox_table",
+    "purge_sent",
+    "purge_sent_async",
+    "requeue_dead",
+    "requeue_dead_async",
+    "stats",
+    "stats_async",
     "to_bytes",
 ]
