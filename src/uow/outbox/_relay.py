@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,8 @@ logger = logging.getLogger("uow.outbox")
 T = TypeVar("T")
 
 _MAX_ERROR = 2000
+_LISTEN_AGAIN = 30.0
+"""Seconds between attempts to LISTEN again after the listening connection failed or dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,13 +262,16 @@ class Relay:
         stop = stop if stop is not None else asyncio.Event()
         wake = asyncio.Event()
         listener: Listener | None = None
+        listen_again = 0.0
         failures = 0
         try:
             while not stop.is_set():
-                if self.channel is not None and (listener is None or not listener.alive):
+                lost = listener is None or not listener.alive
+                if self.channel is not None and lost and time.monotonic() >= listen_again:
                     if listener is not None:
                         await listener.close()
                     listener = await listen(self.engine, self.channel, wake)
+                    listen_again = time.monotonic() + _LISTEN_AGAIN
                 wake.clear()
                 try:
                     result = await self.step()

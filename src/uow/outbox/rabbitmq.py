@@ -19,6 +19,7 @@ from uuid import UUID
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from aio_pika.connection import make_url
 
 from uow._errors import InvalidArgumentError
 from uow.outbox._publisher import Envelope, PublishError, PublisherUnavailableError
@@ -64,7 +65,8 @@ class RabbitMQPublisher:
             mandatory: Fail a message that no queue takes, instead of letting the broker drop it.
             persistent: Mark messages persistent, so durable queues keep them across restarts.
             timeout: Seconds to wait for each message's confirm.
-            **options: Passed to `aio_pika.connect()`.
+            **options: Connection settings added to the URL's query, as `aio_pika.connect()` takes
+                them (`heartbeat`, `client_properties`, ...).
         """
         if not timeout > 0:
             raise InvalidArgumentError(f"timeout must be positive, got {timeout!r}")
@@ -99,7 +101,9 @@ class RabbitMQPublisher:
                 return self._exchange
             await self._close()
             try:
-                self._connection = await aio_pika.connect(self.url, **self._options)
+                # made here rather than by aio_pika.connect(), so that a failed connection is closed too
+                self._connection = aio_pika.Connection(make_url(self.url, **self._options))
+                await self._connection.connect(timeout=self.timeout)
                 self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
                 self._exchange = (
                     await self._channel.get_exchange(self.exchange_name, ensure=True)
