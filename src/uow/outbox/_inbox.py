@@ -62,8 +62,8 @@ class Inbox:
             raise InvalidArgumentError(
                 f"consumer must be a non-empty str of at most 200 characters, got {consumer!r}"
             )
-        self.table = check_inbox_table(table)
-        self.consumer = consumer
+        self.table: Table = check_inbox_table(table)
+        self.consumer: str = consumer
 
     def __repr__(self) -> str:
         return f"<Inbox {self.table.fullname} consumer={self.consumer!r}>"

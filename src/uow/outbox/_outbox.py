@@ -180,8 +180,8 @@ class Outbox:
         Raises:
             InvalidArgumentError: `table` lacks a column of the outbox table.
         """
-        self.table = check_outbox_table(table)
-        self.serializer = serializer
+        self.table: Table = check_outbox_table(table)
+        self.serializer: Callable[[object], bytes] = serializer
         self._record = _record_class(table)
         if notify:
             table.info[_CHANNEL] = table.name

@@ -153,14 +153,15 @@ class Relay:
             table, channel = outbox.table, outbox.channel
         else:
             table, channel = check_outbox_table(outbox), outbox.name
-        self.engine = engine
-        self.table = table
-        self.publisher = publisher
-        self.batch_size = batch_size
-        self.max_attempts = max_attempts
+        self.engine: Engine | AsyncEngine = engine
+        self.table: Table = table
+        self.publisher: Publisher = publisher
+        self.batch_size: int = batch_size
+        self.max_attempts: int = max_attempts
         self.backoff: Callable[[int], float] = backoff if backoff is not None else Backoff()
-        self.poll_interval = float(poll_interval)
-        self.channel = channel if listen else None
+        self.poll_interval: float = float(poll_interval)
+        self.channel: str | None = channel if listen else None
+        """The PostgreSQL channel the relay listens on; `None` when it only polls."""
         self._store: SyncStore | AsyncStore = (
             AsyncStore(engine, table, batch_size)
             if isinstance(engine, AsyncEngine)

@@ -92,8 +92,8 @@ class Payload(TypeDecorator[bytes]):
     hexadecimal text that the server decodes with `UNHEX()`.
     """
 
-    impl = LargeBinary
-    cache_ok = True
+    impl: TypeEngine[Any] | type[TypeEngine[Any]] = LargeBinary
+    cache_ok: bool | None = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name not in _MYSQL:

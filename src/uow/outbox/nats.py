@@ -25,7 +25,7 @@ from uow.outbox._publisher import Envelope, PublishError, PublisherUnavailableEr
 
 __all__ = ["ID_HEADER", "KEY_HEADER", "NatsPublisher", "envelope_of", "message_id"]
 
-logger = logging.getLogger("uow.outbox")
+_logger = logging.getLogger("uow.outbox")
 
 ID_HEADER = "Nats-Msg-Id"
 """The header that carries the message id; JetStream deduplicates on it."""
@@ -71,10 +71,10 @@ class NatsPublisher:
             raise InvalidArgumentError(
                 f"timeout and connect_timeout must be positive, got {timeout!r} and {connect_timeout!r}"
             )
-        self.servers = servers
-        self.subject_prefix = subject_prefix
-        self.timeout = float(timeout)
-        self.connect_timeout = float(connect_timeout)
+        self.servers: str | list[str] = servers
+        self.subject_prefix: str = subject_prefix
+        self.timeout: float = float(timeout)
+        self.connect_timeout: float = float(connect_timeout)
         self._options: dict[str, Any] = {"error_cb": _log_error, **options}
         self._client = client
         self._owned = client is None
@@ -145,7 +145,7 @@ class NatsPublisher:
 
 
 async def _log_error(error: Exception) -> None:
-    logger.warning("NATS: %s %s", type(error).__name__, error)
+    _logger.warning("NATS: %s %s", type(error).__name__, error)
 
 
 def message_id(msg: Msg) -> str | None:

@@ -70,14 +70,14 @@ class RabbitMQPublisher:
         """
         if not timeout > 0:
             raise InvalidArgumentError(f"timeout must be positive, got {timeout!r}")
-        self.url = url
-        self.exchange_name = exchange
-        self.routing_key_prefix = routing_key_prefix
-        self.mandatory = mandatory
-        self.delivery_mode = (
+        self.url: str = url
+        self.exchange_name: str = exchange
+        self.routing_key_prefix: str = routing_key_prefix
+        self.mandatory: bool = mandatory
+        self.delivery_mode: aio_pika.DeliveryMode = (
             aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
         )
-        self.timeout = float(timeout)
+        self.timeout: float = float(timeout)
         self._options = options
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None

@@ -72,11 +72,11 @@ class RedisStreamsPublisher:
             raise InvalidArgumentError(f"maxlen must be None or a positive int, got {maxlen!r}")
         if dedup_window is not None and not dedup_window > 0:
             raise InvalidArgumentError(f"dedup_window must be None or positive, got {dedup_window!r}")
-        self.url = url
-        self.stream_prefix = stream_prefix
-        self.maxlen = maxlen
-        self.dedup_window = dedup_window
-        self.dedup_prefix = dedup_prefix
+        self.url: str = url
+        self.stream_prefix: str = stream_prefix
+        self.maxlen: int | None = maxlen
+        self.dedup_window: float | None = dedup_window
+        self.dedup_prefix: str = dedup_prefix
         self._client = client
         self._owned = client is None
 
