@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmarks.base import load
 from benchmarks.envs import AsyncEnv, SyncEnv, count_rows, create_tables, empty, seed
-from benchmarks.models import expected
+from benchmarks.models import W7_SEEDED, expected
 from benchmarks.settings import Backend
 
 
@@ -23,7 +23,7 @@ def direct(function: Callable[[], Any], args: tuple[()]) -> Any:
 
 
 class Bench:
-    """The implementation ``name`` on ``backend``, with tables of its own (W3's and W5's seeded)."""
+    """The implementation ``name`` on ``backend``, with tables of its own (W3's, W5's and W8's seeded)."""
 
     def __init__(self, backend: Backend, name: str, seeded: int) -> None:
         cls = load(name)
@@ -31,7 +31,7 @@ class Bench:
         self.loop = asyncio.Runner() if cls.flavour == "async" else None
         self.env = AsyncEnv(backend) if self.loop else SyncEnv(backend)
         self.call(self.env.do(create_tables))
-        for key in {"W3", "W5"} & set(self.workloads):
+        for key in {"W3", "W5", "W8"} & set(self.workloads):
             self.call(self.env.do(seed, key, seeded))
         self.implementation = cls(self.env)
 
@@ -42,11 +42,14 @@ class Bench:
     def run(self, workload: str, n: int, through: Callable[..., Any] = direct) -> float:
         """Run ``workload`` at size ``n`` as ``through(job, ())``; check it; return its wall-clock seconds.
 
-        Writing workloads start from an empty table. Everything alive before the run is collected
-        and frozen out of the garbage collector's work, so that every run starts alike. ``through``
-        is ``sys.call_tracing`` when callgrind counts: its entry and exit switch counting on and off.
+        Writing workloads start from an empty table (W7's holding the rows its first upsert updates).
+        Everything alive before the run is collected and frozen out of the garbage collector's work,
+        so that every run starts alike. ``through`` is ``sys.call_tracing`` when callgrind counts: its
+        entry and exit switch counting on and off.
         """
-        if workload not in ("W3", "W5"):
+        if workload == "W7":
+            self.call(self.env.do(seed, workload, W7_SEEDED))
+        elif workload not in ("W3", "W5", "W8"):
             self.call(self.env.do(empty, workload))
         method, loop, seeded = self.implementation.method(workload), self.loop, self.seeded
         job = (lambda: loop.run(method(n, seeded))) if loop else (lambda: method(n, seeded))

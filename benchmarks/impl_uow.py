@@ -2,7 +2,8 @@
 
 A new ``UnitOfWork`` (``AsyncUnitOfWork``) per unit on a session factory of its own; the async one
 keeps loaded objects after commit by default, as the async baseline's factory does. W2 uses
-``insert_many`` (one Core INSERT executed with all rows).
+``insert_many`` (one Core INSERT executed with all rows); W7 ``upsert_many``; W8 ``page``, each page
+continuing from the cursor of the one before.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from benchmarks.models import (
     W3Item,
     W4Item,
     W5Item,
+    W7Item,
+    W8Item,
     bulk_rows,
     category,
     name,
@@ -27,15 +30,20 @@ from benchmarks.models import (
     score,
     w3_ident,
     w5_page,
+    w7_checksum,
+    w7_rows,
 )
 from benchmarks.settings import PAGE_SIZE
 from uow import AsyncUnitOfWork, UnitOfWork
 
 ORDER = ("-score", "id")
+KEYSET = ("score", "id")
+ON = ("id",)
 
 
 class Uow(Implementation):
     name = "uow"
+    workloads = (*Implementation.workloads, "W7", "W8")
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -106,10 +114,32 @@ class Uow(Implementation):
                 found += user.name == "hanmeimei"
         return found
 
+    def w7(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        total = 0
+        for i in range(n):
+            with UnitOfWork(factory) as unit:
+                items = unit.repository(W7Item).upsert_many(w7_rows(i), on=ON)
+                total += w7_checksum(items)
+                unit.commit()
+        return total
+
+    def w8(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        total = 0
+        cursor = None
+        for _ in range(n):
+            with UnitOfWork(factory) as unit:
+                page = unit.repository(W8Item).page(order_by=KEYSET, limit=PAGE_SIZE, after=cursor)
+                total += page_checksum([item.id for item in page.items])
+                cursor = page.next
+        return total
+
 
 class UowAsync(Implementation):
     name = "uow-async"
     flavour = "async"
+    workloads = (*Implementation.workloads, "W7", "W8")
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
@@ -181,3 +211,24 @@ class UowAsync(Implementation):
                 user = await users.one(id=f"u{i}")
                 found += user.name == "hanmeimei"
         return found
+
+    async def w7(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        total = 0
+        for i in range(n):
+            async with AsyncUnitOfWork(factory) as unit:
+                items = await unit.repository(W7Item).upsert_many(w7_rows(i), on=ON)
+                total += w7_checksum(items)
+                await unit.commit()
+        return total
+
+    async def w8(self, n: int, seeded: int) -> int:
+        factory = self.factory
+        total = 0
+        cursor = None
+        for _ in range(n):
+            async with AsyncUnitOfWork(factory) as unit:
+                page = await unit.repository(W8Item).page(order_by=KEYSET, limit=PAGE_SIZE, after=cursor)
+                total += page_checksum([item.id for item in page.items])
+                cursor = page.next
+        return total

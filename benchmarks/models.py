@@ -1,7 +1,8 @@
 """The tables, one per workload, the data every implementation writes and reads, and what it returns.
 
-Each workload has a table of its own; the writing ones are emptied before every run, the reading ones
-(W3, W5) are filled once with :func:`seed_rows`. W6's ``User`` has the columns of the reference
+Each workload has a table of its own; the writing ones are emptied before every run (W7's then
+holds the first half of its first upsert), the reading ones (W3, W5, W8) are filled once with
+:func:`seed_rows`. W6's ``User`` has the columns of the reference
 scenario's model (:mod:`uow.examples.users`), declared here so that a process measuring plain
 SQLAlchemy never imports uow.
 """
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import Index, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from benchmarks.settings import CATEGORIES, PAGE_SIZE
+from benchmarks.settings import CATEGORIES, PAGE_SIZE, UPSERT_ROWS
 
 
 class Base(DeclarativeBase):
@@ -51,6 +52,15 @@ class W5Item(Item, Base):
     __table_args__ = (Index("ix_bench_w5_item_page", "category", "score", "id"),)
 
 
+class W7Item(Item, Base):
+    __tablename__ = "bench_w7_item"
+
+
+class W8Item(Item, Base):
+    __tablename__ = "bench_w8_item"
+    __table_args__ = (Index("ix_bench_w8_item_keyset", "score", "id"),)
+
+
 class User(Base):
     __tablename__ = "user"
 
@@ -65,6 +75,8 @@ MODELS: dict[str, type[Any]] = {
     "W4": W4Item,
     "W5": W5Item,
     "W6": User,
+    "W7": W7Item,
+    "W8": W8Item,
 }
 TABLES: dict[str, Table] = {key: model.__table__ for key, model in MODELS.items()}
 
@@ -143,10 +155,56 @@ def page_checksum(ids: list[int]) -> int:
     return sum(position * ident for position, ident in enumerate(ids, 1))
 
 
+W7_SEEDED = UPSERT_ROWS // 2
+"""Rows in W7's table before each run: ids 1 to 50, the first half of the first upsert."""
+
+
+def w7_rows(i: int) -> list[dict[str, Any]]:
+    """The rows of W7's ``i``-th upsert: ids ``50i + 1`` to ``50i + 100``, the first half already stored
+    (by the previous upsert, or seeded), each with a score that no earlier write gave it."""
+    first = i * W7_SEEDED + 1
+    return [
+        {"id": k, "name": name(k), "category": category(k), "score": (k * 37 + i * 11 + 1) % 1000}
+        for k in range(first, first + UPSERT_ROWS)
+    ]
+
+
+def w7_checksum(items: Any) -> int:
+    """The sum of id times score over what an upsert returned: a row not written, or written with
+    a stale score, changes it."""
+    return sum(item.id * item.score for item in items)
+
+
+def w7_expected(upserts: int) -> int:
+    return sum(row["id"] * row["score"] for i in range(upserts) for row in w7_rows(i))
+
+
+@cache
+def _keyset_order(seeded: int) -> list[int]:
+    """The ids of W8's table in its keyset order: score, then id."""
+    return sorted(range(1, seeded + 1), key=lambda k: (score(k), k))
+
+
+def w8_expected(pages: int, seeded: int) -> int:
+    """The weighted sum of the ids on each of W8's pages: one walk through the table from its start,
+    started again after the last page."""
+    ordered = _keyset_order(seeded)
+    count = -(-seeded // PAGE_SIZE)
+    total = 0
+    for q in range(pages):
+        start = q % count * PAGE_SIZE
+        total += page_checksum(ordered[start : start + PAGE_SIZE])
+    return total
+
+
 def expected(workload: str, n: int, seeded: int) -> tuple[int, int]:
     """What a run of ``workload`` of size ``n`` returns, and how many rows its table holds afterwards."""
     if workload == "W3":
         return w3_expected(n, seeded), seeded
     if workload == "W5":
         return w5_expected(n, seeded), seeded
+    if workload == "W7":
+        return w7_expected(n), W7_SEEDED * (n + 1)
+    if workload == "W8":
+        return w8_expected(n, seeded), seeded
     return n, 0 if workload == "W4" else n

@@ -19,6 +19,7 @@ from benchmarks.settings import (
     OURS,
     TARGET_BULK,
     TARGET_IMPORT,
+    TARGET_REPOSITORY,
     TARGET_UNIT,
     UNIT_WORKLOADS,
 )
@@ -118,6 +119,8 @@ TARGETS: tuple[tuple[str, str, dict[str, str], float, bool], ...] = (
         for w in UNIT_WORKLOADS
     ),
     (f"W2 insert_many / Core ≤ {TARGET_BULK}", "W2", CORE, TARGET_BULK, False),
+    (f"W7 upsert_many / hand-written ≤ {TARGET_REPOSITORY}", "W7", BASELINES, TARGET_REPOSITORY, False),
+    (f"W8 page / hand-written ≤ {TARGET_REPOSITORY}", "W8", BASELINES, TARGET_REPOSITORY, False),
 )
 """Label, workload, what uow is compared with in each flavour, limit, whether the limit is excluded."""
 

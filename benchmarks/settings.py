@@ -18,17 +18,21 @@ WORKLOADS = {
     "W4": "units that insert one row, flush and roll back",
     "W5": "filtered, ordered, paged list queries, each in its own unit",
     "W6": "reference scenarios (rollback, commit, read back), each in its own unit",
+    "W7": "upserts of 100 rows (50 existing, 50 new), each in its own unit",
+    "W8": "keyset pages of 20 rows, each in its own unit, continuing after the previous page",
 }
 UNIT_WORKLOADS = ("W1", "W3", "W4", "W5", "W6")
 
 COUNT_SIZES = {
-    "full": {"W1": 50, "W2": 500, "W3": 50, "W4": 50, "W5": 30, "W6": 20},
-    "quick": {"W1": 10, "W2": 100, "W3": 10, "W4": 10, "W5": 10, "W6": 5},
+    "full": {"W1": 50, "W2": 500, "W3": 50, "W4": 50, "W5": 30, "W6": 20, "W7": 20, "W8": 30},
+    "quick": {"W1": 10, "W2": 100, "W3": 10, "W4": 10, "W5": 10, "W6": 5, "W7": 5, "W8": 10},
 }
 """N of the N-against-2N difference: operations (W2: rows) per measured run."""
 SEED_ROWS = {"full": 10_000, "quick": 1_000}
-"""Rows in the tables that W3 and W5 read."""
+"""Rows in the tables that W3, W5 and W8 read."""
 PAGE_SIZE = 20
+UPSERT_ROWS = 100
+"""Rows per W7 upsert: the last half of the previous upsert's (or the seeded ones), and as many new."""
 CATEGORIES = 10
 
 BASELINES = {"sync": "orm", "async": "orm-async"}
@@ -40,6 +44,8 @@ TARGET_UNIT = 1.02
 """uow against plain SQLAlchemy on W1, W3, W4, W5 and W6, in instructions per operation."""
 TARGET_BULK = 1.2
 """``insert_many`` against Core ``executemany`` on W2."""
+TARGET_REPOSITORY = 1.05
+"""``upsert_many`` (W7) and ``page`` (W8) against the same statements written by hand, per operation."""
 TARGET_IMPORT = 1.05
 """``import uow`` against ``import sqlalchemy.orm``."""
 

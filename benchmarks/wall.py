@@ -49,7 +49,7 @@ def main() -> None:
     runner = pyperf.Runner(program_args=("-m", "benchmarks.wall"), add_cmdline_args=forward)
     runner.argparser.add_argument("backend")
     runner.argparser.add_argument("implementation")
-    runner.argparser.add_argument("--only", default="W1,W2,W3,W4,W5,W6")
+    runner.argparser.add_argument("--only", default="W1,W2,W3,W4,W5,W6,W7,W8")
     runner.argparser.add_argument("--seeded", type=int, default=10_000)
     args = runner.parse_args()
     workloads = load(args.implementation).workloads
