@@ -138,8 +138,7 @@ class UnitBase:
             sync.close()  # holds no connection yet: closing needs no I/O
             self._end_claim()
             raise
-        self._ledger = ledger
-        self._repositories = {}
+        self._ledger = ledger  # _repositories is empty: made so by __init__, emptied by _leave
         self._sync = sync
         self._session = session
 

@@ -453,7 +453,8 @@ def _guard_statement(state: ORMExecuteState) -> None:
 
 def uncommitted_work(session: Session, ledger: Ledger) -> str | None:
     """Describe the work `session` holds that was neither committed nor rolled back, if any."""
-    if not (ledger.flushed or session.identity_map.check_modified() or session.new or session.deleted):
+    # The session's own dicts of pending objects: its `new` and `deleted` properties build sets.
+    if not (session._new or session._deleted or session.identity_map.check_modified() or ledger.flushed):
         return None
     parts = [
         f"{count} {what} object(s)"
