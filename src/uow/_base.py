@@ -124,7 +124,7 @@ class UnitBase:
     def _start(self, session: Any, sync: Session) -> None:
         options = self._options
         try:
-            if options.binds:
+            if options.isolation_level is not None or options.read_only:  # options.binds, inlined
                 bind_with_options(sync, options.isolation_level, options.read_only)
             ledger = Ledger(options)
             attach(sync, ledger)

@@ -341,7 +341,11 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
 
 
 def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -> None:
-    ledger.scope = Scope(None)
+    wrote = scope.flushed
+    if scope.on_commit or scope.on_rollback or scope is not ledger.scope:
+        ledger.scope = Scope(None)
+    else:  # no hook hangs on it: cleared, it serves the next transaction as a new scope would
+        scope.flushed = scope.failed = False
     ledger.committing = False
     ledger.connections = []
     unknown = ledger.unknown or (ledger.in_flight and not committed)
@@ -359,7 +363,7 @@ def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -
         elif scope.on_rollback:
             ledger.run_hooks(scope.on_rollback, "after-rollback")
     if ledger.watch is not None:
-        ledger.watch.transaction_ended(committed=committed, unknown=unknown, wrote=scope.flushed)
+        ledger.watch.transaction_ended(committed=committed, unknown=unknown, wrote=wrote)
     if ledger.failures and not ledger.deferring:
         raise hook_error(ledger.take_failures(), committed=committed)
 
