@@ -458,8 +458,12 @@ def _guard_statement(state: ORMExecuteState) -> None:
 def uncommitted_work(session: Session, ledger: Ledger) -> str | None:
     """Describe the work `session` holds that was neither committed nor rolled back, if any."""
     # The session's own dicts of pending objects: its `new` and `deleted` properties build sets.
-    if not (session._new or session._deleted or session.identity_map.check_modified() or ledger.flushed):
-        return None
+    if not (session._new or session._deleted or session.identity_map.check_modified()):
+        scope: Scope | None = ledger.scope  # ledger.flushed, without a call in the common case
+        while scope is not None and not scope.flushed:
+            scope = scope.parent
+        if scope is None:
+            return None
     parts = [
         f"{count} {what} object(s)"
         for what, count in (
