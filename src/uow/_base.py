@@ -195,7 +195,8 @@ class UnitBase:
         assert ledger is not None
         if sync.get_nested_transaction() is not None:
             raise inside_savepoint("commit()")
-        if ledger.failed:
+        scope = ledger.scope
+        if scope.failed or (scope.parent is not None and ledger.failed):  # the walk only if it can matter
             raise partial_commit()
         if self._options.read_only and (sync.new or sync.dirty or sync.deleted):
             raise read_only_refusal("commit() with changes in the session was")

@@ -226,9 +226,8 @@ def attach(session: Session, ledger: Ledger) -> None:
     if session_class not in _instrumented:
         instrument(session_class)
     session.info[_KEY] = ledger
-    transaction = session.get_transaction()
-    if transaction is not None:  # the factory's session began already (an event of the user's)
-        ledger.scopes[transaction] = ledger.scope
+    if session._transaction is not None:  # the factory's session began already (an event of the user's)
+        ledger.scopes[session.get_transaction()] = ledger.scope  # type: ignore[index]
     bind = session.bind
     mysql = bind is not None and bind.dialect.name in _MYSQL_DIALECTS
     if mysql or ledger.options.read_only:
