@@ -18,7 +18,6 @@ change); time per unit is the median of a few runs, for scale only. The ``otel``
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import json
 import logging
@@ -26,8 +25,6 @@ import pstats
 import statistics
 import subprocess
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 MODES = ("off", "debug", "otel-noop", "otel-sdk")
@@ -61,68 +58,34 @@ def _setup(mode: str) -> None:
         uow.otel.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
 
 
-def _profile(run: Any, n: int) -> float:
-    profile = cProfile.Profile()
-    profile.enable()
-    run(n)
-    profile.disable()
-    stats: Any = pstats.Stats(profile)
-    return float(sum(entry[1] for entry in stats.stats.values())) / n
-
-
 def child(mode: str, n: int, reps: int) -> dict[str, dict[str, float]]:
     """In a fresh process: calls and seconds per unit of each workload in `mode`."""
-    from benchmarks.envs import AsyncEnv, SyncEnv
-    from benchmarks.impl_async import UowAsync
-    from benchmarks.impl_uow import Uow
-    from benchmarks.settings import make_backend
+    from benchmarks.bench import Bench
+    from benchmarks.envs import private_backend
 
     _setup(mode)
-    env = SyncEnv(make_backend("sqlite-memory", Path("."), ""))
-    env.create()
-    env.seed("W3", 1000)
-    implementation = Uow(env)
     report: dict[str, dict[str, float]] = {}
-    for workload in ("W1", "W3", "W4"):
-        method = implementation.method(workload)
+    with private_backend("sqlite-memory") as backend:
+        for name, workloads in (("uow", ("W1", "W3", "W4")), ("uow-async", ("W1",))):
+            bench = Bench(backend, name, 1000)
+            try:
+                for workload in workloads:
+                    calls: list[float] = []
 
-        def run(k: int, method: Any = method, workload: str = workload) -> None:
-            if workload != "W3":
-                env.reset(workload)
-            method(k, 1000)
+                    def profiled(job: Any, args: tuple[()], calls: list[float] = calls) -> Any:
+                        profile = cProfile.Profile()
+                        result = profile.runcall(job, *args)
+                        stats: Any = pstats.Stats(profile)
+                        calls.append(sum(entry[1] for entry in stats.stats.values()) / n)
+                        return result
 
-        run(10)
-        calls = _profile(run, n)
-        times = []
-        for _ in range(reps):
-            started = time.perf_counter()
-            run(n)
-            times.append((time.perf_counter() - started) / n)
-        report[workload] = {"calls": calls, "s": statistics.median(times)}
-    env.engine.dispose()
-
-    async def run_async() -> None:
-        async_env = AsyncEnv(make_backend("sqlite-memory", Path("."), ""))
-        await async_env.create()
-        units = UowAsync(async_env)
-        loop = asyncio.get_running_loop()
-        await units.w1(10, 0)
-        profile = cProfile.Profile()
-        profile.enable()
-        await units.w1(n, 0)
-        profile.disable()
-        stats: Any = pstats.Stats(profile)
-        calls = float(sum(entry[1] for entry in stats.stats.values())) / n
-        times = []
-        for _ in range(reps):
-            await async_env.reset("W1")
-            started = loop.time()
-            await units.w1(n, 0)
-            times.append((loop.time() - started) / n)
-        report["W1 async"] = {"calls": calls, "s": statistics.median(times)}
-        await async_env.engine.dispose()
-
-    asyncio.run(run_async())
+                    bench.run(workload, 10)
+                    bench.run(workload, n, profiled)
+                    seconds = statistics.median(bench.run(workload, n) for _ in range(reps))
+                    key = workload if name == "uow" else f"{workload} async"
+                    report[key] = {"calls": calls[0], "s": seconds / n}
+            finally:
+                bench.close()
     return report
 
 

@@ -30,6 +30,7 @@ from uow._sqlite import check_savepoints
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+    from sqlalchemy.orm import Session
 
 __all__ = ["AsyncUnitOfWork"]
 
@@ -151,8 +152,7 @@ class AsyncUnitOfWork(UnitBase):
             ledger = self._check_commit(session.sync_session)
             done = ledger.commits_done
             try:
-                await session.flush()  # first: a failure now is known not to have reached COMMIT
-                await session.commit()
+                await session.run_sync(_flush_and_commit)  # one trip into the greenlet, not two
             except BaseException as exc:
                 error = self._failed_commit(ledger, done, exc)
                 if error is not None:
@@ -320,6 +320,11 @@ async def _finish(cleanup: Coroutine[Any, Any, None]) -> None:
             break
     if cancelled is not None:
         raise cancelled
+
+
+def _flush_and_commit(session: Session) -> None:
+    session.flush()  # first: a failure now is known not to have reached COMMIT
+    session.commit()
 
 
 async def _close_async(session: AsyncSession, ledger: Ledger, error: BaseException | None) -> None:

@@ -124,7 +124,7 @@ class UnitBase:
     def _start(self, session: Any, sync: Session) -> None:
         options = self._options
         try:
-            if options.binds:
+            if options.isolation_level is not None or options.read_only:  # options.binds, inlined
                 bind_with_options(sync, options.isolation_level, options.read_only)
             ledger = Ledger(options)
             attach(sync, ledger)
@@ -138,8 +138,7 @@ class UnitBase:
             sync.close()  # holds no connection yet: closing needs no I/O
             self._end_claim()
             raise
-        self._ledger = ledger
-        self._repositories = {}
+        self._ledger = ledger  # _repositories is empty: made so by __init__, emptied by _leave
         self._sync = sync
         self._session = session
 
@@ -196,7 +195,8 @@ class UnitBase:
         assert ledger is not None
         if sync.get_nested_transaction() is not None:
             raise inside_savepoint("commit()")
-        if ledger.failed:
+        scope = ledger.scope
+        if scope.failed or (scope.parent is not None and ledger.failed):  # the walk only if it can matter
             raise partial_commit()
         if self._options.read_only and (sync.new or sync.dirty or sync.deleted):
             raise read_only_refusal("commit() with changes in the session was")

@@ -226,9 +226,8 @@ def attach(session: Session, ledger: Ledger) -> None:
     if session_class not in _instrumented:
         instrument(session_class)
     session.info[_KEY] = ledger
-    transaction = session.get_transaction()
-    if transaction is not None:  # the factory's session began already (an event of the user's)
-        ledger.scopes[transaction] = ledger.scope
+    if session._transaction is not None:  # the factory's session began already (an event of the user's)
+        ledger.scopes[session.get_transaction()] = ledger.scope  # type: ignore[index]
     bind = session.bind
     mysql = bind is not None and bind.dialect.name in _MYSQL_DIALECTS
     if mysql or ledger.options.read_only:
@@ -341,7 +340,11 @@ def _on_end(session: Session, transaction: SessionTransaction) -> None:
 
 
 def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -> None:
-    ledger.scope = Scope(None)
+    wrote = scope.flushed
+    if scope.on_commit or scope.on_rollback or scope is not ledger.scope:
+        ledger.scope = Scope(None)
+    else:  # no hook hangs on it: cleared, it serves the next transaction as a new scope would
+        scope.flushed = scope.failed = False
     ledger.committing = False
     ledger.connections = []
     unknown = ledger.unknown or (ledger.in_flight and not committed)
@@ -359,7 +362,7 @@ def _end_root(session: Session, ledger: Ledger, scope: Scope, committed: bool) -
         elif scope.on_rollback:
             ledger.run_hooks(scope.on_rollback, "after-rollback")
     if ledger.watch is not None:
-        ledger.watch.transaction_ended(committed=committed, unknown=unknown, wrote=scope.flushed)
+        ledger.watch.transaction_ended(committed=committed, unknown=unknown, wrote=wrote)
     if ledger.failures and not ledger.deferring:
         raise hook_error(ledger.take_failures(), committed=committed)
 
@@ -453,8 +456,13 @@ def _guard_statement(state: ORMExecuteState) -> None:
 
 def uncommitted_work(session: Session, ledger: Ledger) -> str | None:
     """Describe the work `session` holds that was neither committed nor rolled back, if any."""
-    if not (ledger.flushed or session.identity_map.check_modified() or session.new or session.deleted):
-        return None
+    # The session's own dicts of pending objects: its `new` and `deleted` properties build sets.
+    if not (session._new or session._deleted or session.identity_map.check_modified()):
+        scope: Scope | None = ledger.scope  # ledger.flushed, without a call in the common case
+        while scope is not None and not scope.flushed:
+            scope = scope.parent
+        if scope is None:
+            return None
     parts = [
         f"{count} {what} object(s)"
         for what, count in (

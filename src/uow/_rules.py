@@ -108,8 +108,9 @@ class Scope:
         self.failed: bool = False
         self.flushed: bool = False
         """Whether changes were written in this level (and not rolled back with a savepoint)."""
-        self.mark: int = next_mark()
-        """Events recorded with a greater number belong to this level or a newer one."""
+        self.mark: int = 0 if parent is None else next_mark()
+        """Events recorded with a greater number belong to this level (a savepoint) or a newer one;
+        the root's events are all the session's, so the root needs no mark."""
         self.on_commit: list[Hook] = []
         self.on_rollback: list[Hook] = []
 
