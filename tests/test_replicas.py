@@ -393,7 +393,7 @@ def conflicts_at_once(cluster: Cluster) -> Iterator[None]:
     """The replica cancels a query that holds up its replay at once, instead of after 30 s."""
     cluster.run(REPLICA, "ALTER SYSTEM SET max_standby_streaming_delay = 0")
     cluster.run(REPLICA, "SELECT pg_reload_conf()")
-    time.sleep(0.2)  # the startup process rereads its configuration
+    time.sleep(0.5)  # the startup process rereads its configuration
     try:
         yield
     finally:
