@@ -247,6 +247,40 @@ def test_without_read_your_writes_a_replica_reads_in_order_and_its_stale_rate_is
     assert [read for _, read in reads] == sorted(read for _, read in reads)  # never back in time
 
 
+@contextmanager
+def synchronous_replication(cluster: Cluster) -> Iterator[None]:
+    """Every COMMIT on the primary returns only once the replica has applied it (remote_apply)."""
+    cluster.run(PRIMARY, "ALTER SYSTEM SET synchronous_standby_names = '*'")
+    cluster.run(PRIMARY, "ALTER SYSTEM SET synchronous_commit = 'remote_apply'")
+    cluster.run(PRIMARY, "SELECT pg_reload_conf()")
+    try:
+        wait_until(
+            lambda: cluster.scalar(PRIMARY, "SELECT sync_state FROM pg_stat_replication") == "sync",
+            "the replica becoming synchronous",
+        )
+        yield
+    finally:
+        cluster.run(PRIMARY, "ALTER SYSTEM RESET synchronous_standby_names")
+        cluster.run(PRIMARY, "ALTER SYSTEM RESET synchronous_commit")
+        cluster.run(PRIMARY, "SELECT pg_reload_conf()")
+
+
+def test_with_synchronous_replication_a_replica_is_never_stale_without_read_your_writes(
+    cluster: Cluster, engines: MakeEngine
+) -> None:
+    router = router_of(cluster, engines, read_your_writes=None)
+    stale = 0
+
+    with synchronous_replication(cluster):
+        for balance in range(PAIRS):
+            set_balance(router, balance)
+            read, port = read_balance(router)
+            assert server_of(cluster, port) == REPLICA
+            stale += read != balance
+
+    assert stale == 0
+
+
 def test_without_read_your_writes_a_lagging_replica_serves_stale_data(
     cluster: Cluster, engines: MakeEngine
 ) -> None:
