@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from uow._errors import InvalidArgumentError
 from uow._routing import (
-    _WAIT,
+    DEFAULT_READ_YOUR_WRITES,
     ReadYourWrites,
     Replica,
     RoundRobin,
@@ -46,7 +46,7 @@ class AsyncReplicaRouter:
         replicas: Sequence[AsyncEngine | async_sessionmaker[AsyncSession]],
         *,
         policy: Callable[[Sequence[AsyncEngine]], AsyncEngine] | None = None,
-        read_your_writes: ReadYourWrites | None = _WAIT,
+        read_your_writes: ReadYourWrites | None = DEFAULT_READ_YOUR_WRITES,
         cooldown: float = 5.0,
     ) -> None:
         """Route async units between `primary` and `replicas`.

@@ -41,7 +41,19 @@ from uow._listeners import ledger_of
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, ExceptionContext
 
-__all__ = ["RandomReplica", "ReadYourWrites", "ReplicaRouter", "RoundRobin", "Routing"]
+__all__ = [
+    "DEFAULT_READ_YOUR_WRITES",
+    "RandomReplica",
+    "ReadYourWrites",
+    "Replica",
+    "ReplicaRouter",
+    "RoundRobin",
+    "RoutedSession",
+    "Routing",
+    "check_policy",
+    "check_rule",
+    "routed_class",
+]
 
 logger = logging.getLogger("uow")
 
@@ -116,16 +128,18 @@ class ReadYourWrites:
     (`pg_last_wal_replay_lsn()` against `pg_current_wal_insert_lsn()`, polled from 0.5 ms up to
     20 ms apart); on MariaDB Galera by one statement run with `wsrep_sync_wait = 1`, which makes the
     node apply every write set the cluster had ordered (its own bound is the provider's
-    `repl.causal_read_timeout`). Past the timeout, or on any other dialect (where there is no way to
-    ask), the unit reads from the primary. A replica known to have caught up after a commit is not
-    asked again for that commit.
+    `repl.causal_read_timeout`). Past the timeout, the unit reads from the primary. On any other
+    dialect, where there is no way to ask a replica, units read from the primary until `timeout`
+    seconds have passed since the commit. A replica known to have caught up after a commit is not
+    asked again for that commit; one that cannot be asked (an error) leaves the unit to the primary
+    and the error is logged to the `uow` logger.
 
     With `primary_window`, read-only units read from the primary for that many seconds after each
     commit in their context instead, with no waiting and no extra round trip.
 
     Attributes:
-        timeout: The longest wait for a replica, in seconds; 0 reads from the primary at once when
-            the replica is not known to have caught up.
+        timeout: The longest wait for a replica, in seconds; with 0 the replica is asked once and
+            the unit reads from the primary if it has not caught up.
         primary_window: Read from the primary for this many seconds after a commit, instead of
             waiting for the replica; `None` waits.
     """
@@ -144,7 +158,7 @@ class ReadYourWrites:
                 )
 
 
-_WAIT = ReadYourWrites()
+DEFAULT_READ_YOUR_WRITES = ReadYourWrites()
 
 _serials = itertools.count(1)
 _last_commits: ContextVar[Mapping[int, float] | None] = ContextVar("uow_last_commits", default=None)
@@ -238,13 +252,13 @@ class Routing:
 
     # -- where a session goes -------------------------------------------------------------------
 
-    def route(self, session: RoutedSession) -> Engine:
+    def route(self, session: RoutedSession) -> Engine | Connection:
         """The engine for `session`'s unit; records the replica chosen, if any, on the session."""
         bind = session.bind
-        assert isinstance(bind, Engine)
+        assert bind is not None  # the router's sessionmaker binds every session to the primary
         ledger = ledger_of(session)
-        if ledger is None or not ledger.options.read_only:
-            return bind
+        if ledger is None or not ledger.options.read_only or not isinstance(bind, Engine):
+            return bind  # a session bound to a Connection (a test's outer transaction) stays there
         options = _added_options(bind, self.primary)
         if options.get("isolation_level") == "SERIALIZABLE" and bind.dialect.name == "postgresql":
             return bind
@@ -437,7 +451,7 @@ class RoutedSession(Session):
     """A session that asks its router where to go at its first statement."""
 
     _uow_routing: ClassVar[Routing]
-    _uow_routed: Engine | None = None
+    _uow_routed: Engine | Connection | None = None
     _uow_replica: Replica | None = None
 
     def get_bind(self, mapper: Any = None, *, clause: Any = None, bind: Any = None, **kw: Any) -> Any:
@@ -522,7 +536,7 @@ class ReplicaRouter:
         replicas: Sequence[Engine | sessionmaker[Session]],
         *,
         policy: Callable[[Sequence[Engine]], Engine] | None = None,
-        read_your_writes: ReadYourWrites | None = _WAIT,
+        read_your_writes: ReadYourWrites | None = DEFAULT_READ_YOUR_WRITES,
         cooldown: float = 5.0,
     ) -> None:
         """Route units between `primary` and `replicas`.
