@@ -219,21 +219,19 @@ def test_a_node_stopped_mid_run_gives_clear_errors_and_leaks_no_connection(
     nodes = [sessionmaker(node1_engine), sessionmaker(node2_engine)]
     router = ReplicaRouter(node1_engine, [node2_engine], read_your_writes=ReadYourWrites(timeout=0.5))
     done = [0, 0]
-    failures: list[BaseException] = []
-    stopped = threading.Event()
+    failures: dict[int, BaseException] = {}
 
     def worker(node: int) -> None:  # each node its own account: no conflicts, only the stop
+        deadline = time.monotonic() + 30
         try:
-            for index in range(60):
+            while node == NODE2 or done[NODE1] < 60:  # node 2's worker goes on until its node is gone
                 UnitOfWork(nodes[node]).run(deposit(1 + node), retry=Retry(attempts=3, initial_delay=0.01))
                 done[node] += 1
-                if node == NODE1 and index == 10:
+                if node == NODE1 and done[NODE1] == 10:
                     script("galera", "stop", "2")
-                    stopped.set()
-                if node == NODE2 and stopped.is_set():
-                    time.sleep(0.01)
-        except sqlalchemy.exc.DBAPIError as exc:
-            failures.append(exc)
+                assert time.monotonic() < deadline, "node 2 never failed"
+        except BaseException as exc:
+            failures[node] = exc
 
     try:
         workers = [threading.Thread(target=worker, args=(node,)) for node in (NODE1, NODE2)]
@@ -248,8 +246,9 @@ def test_a_node_stopped_mid_run_gives_clear_errors_and_leaks_no_connection(
         script("galera", "start-node", "2")
         cluster.checks[NODE2].dispose()
 
+    assert NODE1 not in failures
     assert done[NODE1] == 60  # the other node went on
-    [failure] = failures  # the stopped node's worker got a clear error, and stopped
+    failure = failures[NODE2]  # the stopped node's worker got a clear error, and stopped
     assert isinstance(failure, sqlalchemy.exc.OperationalError)
     # The node refuses work as it leaves the cluster (1047, "WSREP has not yet prepared node for
     # application use"), then loses its connections (2006, 2013) and refuses new ones (2003).
