@@ -33,6 +33,7 @@ def cluster(galera_cluster: Cluster) -> Iterator[Cluster]:
     galera_cluster.run(
         NODE1, "INSERT INTO uow_account (id, owner, balance) VALUES (1, 'ann', 0), (2, 'ben', 0)"
     )
+    assert balances(galera_cluster, NODE2) == [0, 0]  # a causal read: node 2 has applied the rows
     yield galera_cluster
     galera_cluster.run(NODE1, "DELETE FROM uow_account")
 
