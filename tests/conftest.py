@@ -28,7 +28,10 @@ from uow import configure_sqlite
 from uow.examples.users import Base as ExampleBase
 from uow.testing import InMemoryStore
 
-pytest_plugins = ["pytester"]  # tests/testing/test_plugin.py runs example suites through it
+pytest_plugins = [
+    "pytester",  # tests/testing/test_plugin.py runs example suites through it
+    "tests.clusters",  # the replicated clusters of tests/test_replicas.py and tests/test_galera.py
+]
 
 BACKENDS = ["sqlite-memory", "sqlite-file", "postgresql", "mariadb"]
 SERVERS = {"postgresql": "UOW_TEST_POSTGRESQL_URL", "mariadb": "UOW_TEST_MARIADB_URL"}

@@ -15,6 +15,7 @@ def test_the_public_names_are_pinned() -> None:
     assert uow.__all__ == [
         "AsyncAttempt",
         "AsyncAttempts",
+        "AsyncReplicaRouter",
         "AsyncRepository",
         "AsyncRepositoryProtocol",
         "AsyncUnitOfWork",
@@ -35,9 +36,14 @@ def test_the_public_names_are_pinned() -> None:
         "OrderBy",
         "Page",
         "ParsedQuery",
+        "RandomReplica",
+        "ReadYourWrites",
+        "ReplicaRouter",
+        "ReplicaWriteError",
         "Repository",
         "RepositoryProtocol",
         "Retry",
+        "RoundRobin",
         "StateError",
         "TransientError",
         "UncommittedWorkWarning",
@@ -57,6 +63,7 @@ def test_the_public_names_are_pinned() -> None:
     ("error", "parents"),
     [
         (uow.StateError, (uow.UnitOfWorkError, RuntimeError)),
+        (uow.ReplicaWriteError, (uow.StateError, RuntimeError)),
         (uow.NotFoundError, (uow.UnitOfWorkError, LookupError)),
         (uow.MultipleResultsError, (uow.UnitOfWorkError, LookupError)),
         (uow.InvalidArgumentError, (uow.UnitOfWorkError, ValueError)),
@@ -88,6 +95,17 @@ def test_a_translated_error_survives_pickling() -> None:
     assert str(copy) == str(error)
 
 
+def test_a_replica_write_error_survives_pickling() -> None:
+    error = uow.ReplicaWriteError("postgresql://replica/app", "UPDATE account SET balance = 0")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.replica, copy.statement, str(copy)) == (
+        uow.ReplicaWriteError,
+        error.replica,
+        error.statement,
+        str(error),
+    )
+
+
 def test_the_package_ships_its_type_information() -> None:
     from importlib.resources import files
 
@@ -106,3 +124,17 @@ def test_importing_uow_loads_neither_sqlalchemys_asyncio_extension_nor_the_proto
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines() == ["[]", "['uow._protocols']"]
+
+
+def test_importing_uow_loads_no_replica_routing_until_it_is_used() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, uow; "
+        "print(sorted(m for m in ('uow._async_routing', 'uow._routing') if m in sys.modules)); "
+        "uow.ReplicaRouter; "
+        "print(sorted(m for m in ('uow._async_routing', 'uow._routing') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["[]", "['uow._routing']"]

@@ -95,3 +95,24 @@ def test_a_missing_database_on_a_reachable_server_is_named_with_how_to_create_it
     assert f"{server}: database '{database}' does not exist on the server" in result.stdout
     assert "create it with" in result.stdout
     assert "unreachable" not in result.stdout
+
+
+ONE_REPLICA_TEST = "tests/test_replicas.py::test_a_session_used_without_a_unit_goes_to_the_primary"
+ONE_GALERA_TEST = "tests/test_galera.py::test_a_certification_failure_is_a_transient_error"
+
+
+def test_an_unset_cluster_is_skipped_with_the_variable_to_set_and_the_script_that_makes_it() -> None:
+    result = run_suite({}, ONE_REPLICA_TEST)
+
+    assert result.returncode == 0, result.stdout
+    assert "1 skipped" in result.stdout
+    assert "set UOW_TEST_PG_PRIMARY_URL" in result.stdout
+    assert ".ci/clusters/postgresql-replica start" in result.stdout
+
+
+def test_an_unset_cluster_that_is_required_fails_the_run() -> None:
+    result = run_suite({"UOW_TEST_REQUIRE": "galera"}, ONE_GALERA_TEST)
+
+    assert result.returncode != 0
+    assert "set UOW_TEST_GALERA_URLS" in result.stdout
+    assert "UOW_TEST_REQUIRE names galera" in result.stdout

@@ -20,6 +20,7 @@ from uow._errors import (
     InvalidFieldError,
     MultipleResultsError,
     NotFoundError,
+    ReplicaWriteError,
     StateError,
     TransientError,
     UncommittedWorkWarning,
@@ -35,6 +36,7 @@ from uow._unit import UnitOfWork
 
 if TYPE_CHECKING:
     from uow._async_repository import AsyncRepository
+    from uow._async_routing import AsyncReplicaRouter
     from uow._async_unit import AsyncUnitOfWork
     from uow._base import AsyncAttempt, AsyncAttempts, Attempt, Attempts
     from uow._protocols import (
@@ -44,19 +46,25 @@ if TYPE_CHECKING:
         UnitOfWorkProtocol,
     )
     from uow._retry import Retry
+    from uow._routing import RandomReplica, ReadYourWrites, ReplicaRouter, RoundRobin
 
 # Loaded on first use, so that `import uow` costs little more than `import sqlalchemy.orm`.
 _LAZY = {
     "AsyncAttempt": "uow._base",
     "AsyncAttempts": "uow._base",
     "AsyncRepository": "uow._async_repository",
+    "AsyncReplicaRouter": "uow._async_routing",
     "AsyncRepositoryProtocol": "uow._protocols",
     "AsyncUnitOfWork": "uow._async_unit",
     "AsyncUnitOfWorkProtocol": "uow._protocols",
     "Attempt": "uow._base",
     "Attempts": "uow._base",
+    "RandomReplica": "uow._routing",
+    "ReadYourWrites": "uow._routing",
+    "ReplicaRouter": "uow._routing",
     "RepositoryProtocol": "uow._protocols",
     "Retry": "uow._retry",
+    "RoundRobin": "uow._routing",
     "UnitOfWorkProtocol": "uow._protocols",
 }
 
@@ -77,6 +85,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AsyncAttempt",
     "AsyncAttempts",
+    "AsyncReplicaRouter",
     "AsyncRepository",
     "AsyncRepositoryProtocol",
     "AsyncUnitOfWork",
@@ -97,9 +106,14 @@ __all__ = [
     "OrderBy",
     "Page",
     "ParsedQuery",
+    "RandomReplica",
+    "ReadYourWrites",
+    "ReplicaRouter",
+    "ReplicaWriteError",
     "Repository",
     "RepositoryProtocol",
     "Retry",
+    "RoundRobin",
     "StateError",
     "TransientError",
     "UncommittedWorkWarning",

@@ -7,6 +7,7 @@ code already catches for the same condition:
 ```python
 UnitOfWorkError
  ├── StateError                (also RuntimeError)   a unit used outside its block, reentered, ...
+ │    └── ReplicaWriteError                          a write reached a read replica
  ├── NotFoundError             (also LookupError)    get_one() / one() found nothing
  ├── MultipleResultsError      (also LookupError)    one() found more than one row
  ├── InvalidArgumentError      (also ValueError)     a repository call that cannot be turned into SQL
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidFieldError",
     "MultipleResultsError",
     "NotFoundError",
+    "ReplicaWriteError",
     "StateError",
     "TransientError",
     "UncommittedWorkWarning",
@@ -67,6 +69,32 @@ class StateError(UnitOfWorkError, RuntimeError):
     atomic; `run()` or `attempts()` on an active unit; `isolation_level` or `read_only` with a
     session that is not bound to one `Engine`.
     """
+
+
+class ReplicaWriteError(StateError):
+    """A write was sent to a read replica, which refused it; nothing was written.
+
+    Raised by a [`ReplicaRouter`][uow.ReplicaRouter]'s replicas for PostgreSQL's SQLSTATE 25006
+    (`read_only_sql_transaction`: a hot standby, or a read-only transaction) and MariaDB's and
+    MySQL's errors 1290 (`--read-only`) and 1792 (a `READ ONLY` transaction). Read-only units go to
+    replicas: run writes in a unit without `read_only=True`. The transaction is rolled back as for any
+    failed statement; the driver's exception is the `__cause__`.
+
+    Attributes:
+        replica: The replica's URL, without its password.
+        statement: The SQL that was refused.
+    """
+
+    def __init__(self, replica: str, statement: str | None) -> None:
+        self.replica = replica
+        self.statement = statement
+        super().__init__(
+            f"a write was sent to the read replica {replica}, which refused it: read-only units go to "
+            "replicas, so run writes in a unit without read_only=True"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.replica, self.statement)
 
 
 def _searched(criteria: str) -> str:
