@@ -260,7 +260,7 @@ class InMemoryStore:
     def clear(self) -> None:
         """Delete every row of every table the store has."""
         with self._engine.begin() as connection:
-            for table in reversed(MetaData().sorted_tables if not self._tables else _sorted(self._tables)):
+            for table in reversed(_sorted(self._tables)):  # children before their parents
                 connection.execute(table.delete())
 
     def close(self) -> None:

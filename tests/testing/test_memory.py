@@ -149,3 +149,12 @@ def test_a_column_type_sqlite_cannot_create_is_named() -> None:
 
     assert (caught.value.table, caught.value.column) == ("uow_sized", "sizes")
     assert "uow_sized.sizes" in str(caught.value)
+
+
+def test_clear_deletes_every_committed_row_children_first() -> None:
+    store = InMemoryStore(Base)
+    store.insert(Account(id=1, owner="ann", tags=[Tag(id=1, label="a")]))
+
+    store.clear()
+
+    assert (store.all(Account), store.all(Tag)) == ([], [])
