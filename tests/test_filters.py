@@ -278,9 +278,9 @@ params = st.dictionaries(keys, values, max_size=6)
 def check(params: dict[str, Any]) -> uow.ParsedQuery | None:
     """Parse `params`; a refusal must not echo a value, a parsed filter must carry values as parameters.
 
-    A `sort` value is made of field names, which refusals do name.
+    A `sort` value is made of field names, and so are the keys: refusals do name those.
     """
-    named = MARK in str(params.get("sort", ""))
+    named = MARK in str(params.get("sort", "")) or any(MARK in key for key in params)
     try:
         query = items().parse_query(params)
     except uow.InvalidArgumentError as error:
