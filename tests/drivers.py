@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
@@ -172,3 +173,22 @@ class Flavour:
         if isinstance(pool, NullPool):  # closes every connection as it is returned
             return 0
         return pool.checkedout()  # type: ignore[attr-defined, no-any-return]
+
+
+def in_threads(count: int, target: Callable[[int], None]) -> None:
+    """Run `target(0)` ... `target(count - 1)` in threads of their own; none may hang or raise."""
+    errors: list[BaseException] = []
+
+    def guarded(number: int) -> None:
+        try:
+            target(number)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(number,)) for number in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
+    assert errors == []

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, event, func, select, text
 
 import uow
 from tests.conftest import Backend
-from tests.drivers import Flavour
+from tests.drivers import Flavour, in_threads
 from tests.models import Account, Doctor, Transfer, User
 
 POSTGRESQL = pytest.mark.parametrize("backend_setup", ["postgresql"], indirect=True)
@@ -43,24 +43,6 @@ class Counter:
         if attempt and attempt > 1:
             with self._lock:
                 self.retries += 1
-
-
-def in_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(number: int) -> None:
-        try:
-            target(number)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(number,)) for number in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    assert errors == []
 
 
 # -- two transactions, one conflict -------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import uow
 from tests.conftest import Backend
-from tests.drivers import Flavour
+from tests.drivers import Flavour, in_threads
 from tests.models import Account, Counter
 
 SERVERS = pytest.mark.parametrize("backend_setup", ["postgresql", "mariadb"], indirect=True)
@@ -47,24 +47,6 @@ def engine(backend: Backend) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine)
-
-
-def in_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(number: int) -> None:
-        try:
-            target(number)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(number,)) for number in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    assert errors == []
 
 
 def balance(backend: Backend) -> int:
