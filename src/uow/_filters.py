@@ -62,9 +62,9 @@ class ParsedQuery:
 
 # -- values ------------------------------------------------------------------------------------
 
-_INT = re.compile(r"[+-]?[0-9]{1,19}", re.ASCII)
-_FLOAT = re.compile(r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?", re.ASCII)
-_DECIMAL = re.compile(r"[+-]?[0-9]{1,30}(\.[0-9]{1,30})?", re.ASCII)
+_INT = r"[+-]?[0-9]{1,19}"
+_FLOAT = r"[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?"
+_DECIMAL = r"[+-]?[0-9]{1,30}(\.[0-9]{1,30})?"
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 _MAX_TEMPORAL = 40
@@ -85,7 +85,7 @@ def _int(raw: object, column: Any) -> int:
     bits = 64 if isinstance(kind, BigInteger) else 16 if isinstance(kind, SmallInteger) else 32
     if not isinstance(kind, Integer):
         bits = 64
-    if isinstance(raw, str) and _INT.fullmatch(raw.strip()):
+    if isinstance(raw, str) and re.fullmatch(_INT, raw.strip(), re.ASCII):
         raw = int(raw.strip())
     if not isinstance(raw, int) or isinstance(raw, bool) or not -(2 ** (bits - 1)) <= raw < 2 ** (bits - 1):
         raise _Refused(f"an integer from -2**{bits - 1} to 2**{bits - 1} - 1")
@@ -93,7 +93,7 @@ def _int(raw: object, column: Any) -> int:
 
 
 def _float(raw: object, column: Any) -> float:
-    if isinstance(raw, str) and _FLOAT.fullmatch(raw.strip()):
+    if isinstance(raw, str) and re.fullmatch(_FLOAT, raw.strip(), re.ASCII):
         raw = float(raw.strip())
     elif isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) <= 2**53:
         raw = float(raw)
@@ -109,7 +109,7 @@ def _decimal(raw: object, column: Any) -> Decimal:
     precision, scale = getattr(kind, "precision", None), getattr(kind, "scale", None) or 0
     digits = 30 if precision is None else max(1, precision - scale)
     value: Decimal | None = None
-    if isinstance(raw, str) and _DECIMAL.fullmatch(raw.strip()):
+    if isinstance(raw, str) and re.fullmatch(_DECIMAL, raw.strip(), re.ASCII):
         value = Decimal(raw.strip())
     elif isinstance(raw, int) and not isinstance(raw, bool):
         value = Decimal(raw)
@@ -224,13 +224,24 @@ def _converter(kind: type[Any] | None) -> Callable[[object, Any], Any] | None:
 # -- the declaration ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class _Field:
-    name: str
-    attribute: Any
-    column: Any
-    convert: Callable[[object, Any], Any]
-    operators: frozenset[str]
+    """A declared filterable field: its attribute, its column, how values become its type, its operators."""
+
+    __slots__ = ("attribute", "column", "convert", "name", "operators")
+
+    def __init__(
+        self,
+        name: str,
+        attribute: Any,
+        column: Any,
+        convert: Callable[[object, Any], Any],
+        operators: frozenset[str],
+    ) -> None:
+        self.name = name
+        self.attribute = attribute
+        self.column = column
+        self.convert = convert
+        self.operators = operators
 
 
 class QuerySpec:
@@ -425,7 +436,7 @@ class QuerySpec:
 
     def _limit(self, value: str) -> int:
         text = value.strip()
-        if not _INT.fullmatch(text) or not 1 <= int(text) <= self.max_limit:
+        if not re.fullmatch(_INT, text, re.ASCII) or not 1 <= int(text) <= self.max_limit:
             raise InvalidArgumentError(
                 f"limit for {self.info.name} must be a whole number from 1 to {self.max_limit}"
             )

