@@ -100,14 +100,12 @@ class AsyncUnitOfWork(UnitBase):
         self._expire_on_commit = expire_on_commit
 
     async def __aenter__(self) -> Self:
-        from sqlalchemy.ext.asyncio import AsyncSession
+        from sqlalchemy.ext.asyncio import AsyncSession  # here: importing uow never needs greenlet
 
-        session: AsyncSession = self._open(AsyncSession)
-        sync = session.sync_session
-        if self._expire_on_commit is not None:
-            sync.expire_on_commit = self._expire_on_commit
+        session: AsyncSession = self._enter(AsyncSession)
         self._guard = CallGuard()
-        self._start(session, sync)
+        if self._expire_on_commit is not None:
+            session.sync_session.expire_on_commit = self._expire_on_commit
         return self
 
     async def __aexit__(

@@ -101,13 +101,14 @@ class UnitBase:
 
     # -- the block ------------------------------------------------------------------------------
 
-    def _open(self, session_type: type[Any]) -> Any:
-        """Claim the unit, count it, and open a session; nothing is left claimed on failure."""
+    def _enter(self, session_type: type[Any]) -> Any:
+        """Claim the unit, count it, open a session and start its ledger; nothing is left on failure."""
         if not self._claim.acquire(blocking=False):  # atomic: one entry wins, every other is refused
             raise already_active()
+        options = self._options
         depth = None
         try:
-            depth = enter_durable(self._options.durable)
+            depth = enter_durable(options.durable)
             session = self._factory()
             if not isinstance(session, session_type):
                 raise InvalidArgumentError(
@@ -119,10 +120,7 @@ class UnitBase:
             self._claim.release()
             raise
         self._depth = depth
-        return session
-
-    def _start(self, session: Any, sync: Session) -> None:
-        options = self._options
+        sync: Session = session.sync_session if options.allow_async else session
         try:
             if options.isolation_level is not None or options.read_only:  # options.binds, inlined
                 bind_with_options(sync, options.isolation_level, options.read_only)
@@ -141,6 +139,7 @@ class UnitBase:
         self._ledger = ledger  # _repositories is empty: made so by __init__, emptied by _leave
         self._sync = sync
         self._session = session
+        return session
 
     def _leave(self, error: BaseException | None) -> tuple[Ledger, str | None]:
         """End the block's bookkeeping before its session closes; what was discarded, if real work."""

@@ -96,8 +96,7 @@ class UnitOfWork(UnitBase):
         )
 
     def __enter__(self) -> Self:
-        session: Session = self._open(Session)
-        self._start(session, session)
+        self._enter(Session)
         return self
 
     def __exit__(
