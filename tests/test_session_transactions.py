@@ -204,3 +204,32 @@ def test_a_savepoint_that_fails_to_release_never_commits_its_work(
         unit.commit()
 
     assert backend.users() == [("3", "after")]
+
+
+@pytest.mark.parametrize("how", ["unit.savepoint()", "session.begin_nested()"])
+def test_a_savepoint_that_fails_to_roll_back_never_commits_its_work(
+    flavour: Flavour, backend: Backend, how: str
+) -> None:
+    with flavour.unit() as unit:
+        users = unit.repository(User)
+        users.add(User(id="1", name="before"))
+        unit.flush()
+        savepoint = unit.savepoint() if how == "unit.savepoint()" else begin_nested(flavour, unit)
+        # The unit's savepoint lets the block's own error through; SQLAlchemy's raises the rollback's.
+        raised = ValueError if how == "unit.savepoint()" else sqlalchemy.exc.DBAPIError
+        with (
+            fail_statement(flavour.engine, "deadlock", matching="ROLLBACK TO SAVEPOINT") as fault,
+            pytest.raises(raised),
+            savepoint,
+        ):
+            users.add(User(id="2", name="inside"))
+            unit.flush()
+            raise ValueError("the block fails")
+        assert fault.fired == 1
+        with pytest.raises(uow.StateError, match="commit"):
+            unit.commit()
+        unit.rollback()
+        users.add(User(id="3", name="after"))
+        unit.commit()
+
+    assert backend.users() == [("3", "after")]

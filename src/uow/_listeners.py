@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql.expression import RollbackToSavepointClause
 
 from uow._errors import StateError
 from uow._events import drop, keep_pending, take
@@ -388,13 +389,22 @@ def _on_error(context: ExceptionContext) -> None:
     if ledger is None:
         return
     scope = ledger.scope
-    if ledger.releasing is scope and not ledger.flushing and scope.parent is not None:
-        scope = scope.parent  # RELEASE SAVEPOINT failed: the savepoint's work may be left behind
+    if scope.parent is not None and (
+        (ledger.releasing is scope and not ledger.flushing) or _rolls_back_to_savepoint(context)
+    ):
+        # RELEASE SAVEPOINT or ROLLBACK TO SAVEPOINT failed: the savepoint's work may be left
+        # behind in the enclosing transaction, which must not commit it.
+        scope = scope.parent
     scope.failed = True
     if ledger.committing and context.statement is None and context.is_disconnect:
         ledger.in_flight = True
     if ledger.watch is not None:
         ledger.watch.statement_failed(context.sqlalchemy_exception or context.original_exception)
+
+
+def _rolls_back_to_savepoint(context: ExceptionContext) -> bool:
+    compiled = getattr(context.execution_context, "compiled", None)
+    return isinstance(getattr(compiled, "statement", None), RollbackToSavepointClause)
 
 
 def _on_flush(session: Session, flush_context: object) -> None:
