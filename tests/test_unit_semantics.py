@@ -438,6 +438,32 @@ def test_ddl_constructs_on_mariadb_are_refused_too(flavour: Flavour, backend: Ba
 
 
 @MARIADB
+@pytest.mark.parametrize("how", ["execute(text())", "execute(CreateTable())", "metadata.create_all()"])
+def test_a_statement_that_commits_implicitly_on_mariadb_is_refused_through_the_sessions_connection_too(
+    flavour: Flavour, backend: Backend, how: str
+) -> None:
+    metadata = MetaData()
+    scratch = Table("uow_scratch", metadata, Column("id", Integer))
+    with flavour.unit() as unit:
+        unit.repository(User).add(User(id="1", name="uncommitted"))
+        unit.flush()
+        connection = flavour.run(unit.session.connection())
+        with pytest.raises(uow.StateError, match="implicitly"):
+            if how == "metadata.create_all()":
+                if flavour.is_async:
+                    flavour.run(connection.run_sync(metadata.create_all))
+                else:
+                    metadata.create_all(connection)
+            elif how == "execute(text())":
+                flavour.run(connection.execute(text("CREATE TABLE uow_scratch (id INT)")))
+            else:
+                flavour.run(connection.execute(CreateTable(scratch)))
+        unit.rollback()
+
+    assert backend.users() == []
+
+
+@MARIADB
 def test_a_temporary_table_on_mariadb_is_allowed_and_commits_nothing(
     flavour: Flavour, backend: Backend
 ) -> None:

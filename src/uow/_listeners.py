@@ -67,7 +67,6 @@ class Ledger:
         "failures",
         "flushing",
         "in_flight",
-        "mysql_guard",
         "options",
         "releasing",
         "scope",
@@ -98,7 +97,6 @@ class Ledger:
         self.deferring = False
         """Whether the unit raises the hooks' failures itself (or attaches them to an error)."""
         self.connections: list[Connection] = []
-        self.mysql_guard = False
         self.watch: BlockWatch | None = None
         """Who watches the block (`_observe.py`); `None` unless something does."""
 
@@ -229,10 +227,7 @@ def attach(session: Session, ledger: Ledger) -> None:
     session.info[_KEY] = ledger
     if session._transaction is not None:  # the factory's session began already (an event of the user's)
         ledger.scopes[session.get_transaction()] = ledger.scope  # type: ignore[index]
-    bind = session.bind
-    mysql = bind is not None and bind.dialect.name in _MYSQL_DIALECTS
-    if mysql or ledger.options.read_only:
-        ledger.mysql_guard = mysql
+    if ledger.options.read_only:
         event.listen(session, "do_orm_execute", _guard_statement)
 
 
@@ -281,8 +276,12 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
         ledger.watch.transaction_began(connection)
     connection.info[_KEY] = weakref.ref(ledger)
     ledger.connections.append(connection)
-    if not transaction.nested and ledger.options.read_only and connection.dialect.name in _MYSQL_DIALECTS:
-        connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+    if connection.dialect.name in _MYSQL_DIALECTS:
+        # On the connection, not the session: statements sent through session.connection() count too.
+        if not event.contains(connection, "before_execute", _guard_connection):
+            event.listen(connection, "before_execute", _guard_connection)
+        if not transaction.nested and ledger.options.read_only:
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
 
 def _on_commit_starts(session: Session) -> None:
@@ -451,13 +450,22 @@ def _commits_implicitly(statement: Any) -> bool:
 
 
 def _guard_statement(state: ORMExecuteState) -> None:
-    """Refuse, before any SQL is sent, what a read-only or MySQL-family unit must not run."""
+    """Refuse, before any SQL is sent, a write statement of a read-only unit."""
     ledger = ledger_of(state.session)
-    if ledger is None:
-        return
-    if ledger.options.read_only and (state.is_insert or state.is_update or state.is_delete):
+    if ledger is not None and (state.is_insert or state.is_update or state.is_delete):
         raise read_only_refusal("a write statement sent through the session was")
-    if ledger.mysql_guard and _commits_implicitly(state.statement):
+
+
+def _guard_connection(connection: Connection, statement: Any, *_: Any) -> None:
+    """Refuse, before it is sent, a statement for which MySQL or MariaDB would commit a unit's work.
+
+    Listens on each MySQL-family connection a unit's transaction uses, so statements sent through
+    the session and through `session.connection()` alike are checked (`exec_driver_sql()`, which
+    bypasses SQLAlchemy's statement events, is not). A connection that outlives the unit (a session
+    bound to the caller's `Connection`) is checked only while a unit's transaction uses it.
+    """
+    ledger = _connection_ledger(connection)
+    if ledger is not None and connection in ledger.connections and _commits_implicitly(statement):
         raise implicit_commit_refusal()
 
 
