@@ -178,6 +178,33 @@ def test_a_failure_caught_inside_a_released_nested_transaction_makes_commit_refu
     assert backend.users() == [("1", "existing")]
 
 
+@pytest.mark.parametrize("how", ["session.commit()", "with session.begin()"])
+def test_a_commit_through_the_session_after_a_caught_failure_is_refused_and_saves_nothing(
+    flavour: Flavour, backend: Backend, how: str
+) -> None:
+    backend.insert(User(id="1", name="existing"))
+    with flavour.unit() as unit:
+        with pytest.raises(uow.StateError, match="could save only part"):
+            if how == "session.commit()":
+                unit.repository(Account).add(Account(id=1, owner="ann"))
+                unit.flush()
+                with pytest.raises(sqlalchemy.exc.IntegrityError):
+                    unit.execute(sqlalchemy.insert(User).values(id="1", name="twin"))
+                flavour.run(unit.session.commit())
+            else:
+                with session_block(flavour, unit.session.begin()):
+                    unit.repository(Account).add(Account(id=1, owner="ann"))
+                    unit.flush()
+                    with pytest.raises(sqlalchemy.exc.IntegrityError):
+                        unit.execute(sqlalchemy.insert(User).values(id="1", name="twin"))
+        unit.rollback()
+        unit.repository(Account).add(Account(id=2, owner="ben"))
+        flavour.run(unit.session.commit())
+
+    assert backend.accounts() == [(2, "ben", 0)]
+    assert backend.users() == [("1", "existing")]
+
+
 # -- a savepoint whose RELEASE fails -------------------------------------------------------------
 
 

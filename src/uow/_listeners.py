@@ -35,6 +35,7 @@ from uow._rules import (
     hook_failed,
     implicit_commit_refusal,
     outside_unit,
+    partial_commit,
     read_only_refusal,
     skipped_rollback_hooks,
 )
@@ -293,6 +294,8 @@ def _on_commit_starts(session: Session) -> None:
     if scope.parent is not None:  # a savepoint is being released
         ledger.releasing = scope
     elif not ledger.committing:
+        if scope.failed:  # `unit.commit()` refused already; this is `unit.session.commit()`
+            raise partial_commit()
         ledger.committing = True
         ledger.commits_started += 1
         if ledger.watch is not None:
