@@ -107,6 +107,20 @@ def test_commit_and_rollback_are_refused_inside_a_savepoint(
     assert backend.users() == [("1", "ann")]
 
 
+def test_a_commit_through_the_session_inside_a_savepoint_is_refused_and_the_savepoint_holds(
+    flavour: Flavour, backend: Backend
+) -> None:
+    with flavour.unit() as unit:
+        users = unit.repository(User)
+        users.add(User(id="1", name="before"))
+        with pytest.raises(uow.StateError, match="inside a savepoint"), unit.savepoint():
+            users.add(User(id="2", name="inside"))
+            flavour.run(unit.session.commit())
+        unit.commit()
+
+    assert backend.users() == [("1", "before")]
+
+
 def test_a_savepoint_outside_a_block_raises_state_error(flavour: Flavour, backend: Backend) -> None:
     unit = flavour.unit()
     with pytest.raises(uow.StateError, match="savepoint"), unit.savepoint():

@@ -198,6 +198,7 @@ class AsyncUnitOfWork(UnitBase):
             await session.run_sync(check_savepoints)
             nested = await session.begin_nested()
         scope = self._savepoint_scope()
+        scope.held = True
         ledger = self._ledger
         assert ledger is not None
         try:
@@ -216,6 +217,7 @@ class AsyncUnitOfWork(UnitBase):
             error = partial_savepoint()
             self._failed(ledger, error)
             raise error
+        scope.held = False
         try:
             await nested.commit()
         except BaseException as exc:

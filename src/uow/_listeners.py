@@ -34,6 +34,7 @@ from uow._rules import (
     hook_error,
     hook_failed,
     implicit_commit_refusal,
+    inside_savepoint,
     outside_unit,
     partial_commit,
     read_only_refusal,
@@ -292,6 +293,8 @@ def _on_commit_starts(session: Session) -> None:
         return
     scope = ledger.scope
     if scope.parent is not None:  # a savepoint is being released
+        if scope.held:  # by unit.session.commit(), inside the block of unit.savepoint()
+            raise inside_savepoint("unit.session.commit()")
         ledger.releasing = scope
     elif not ledger.committing:
         if scope.failed:  # `unit.commit()` refused already; this is `unit.session.commit()`

@@ -110,7 +110,7 @@ def make_options(
 class Scope:
     """One level of a session's transaction tree: the root transaction or a savepoint."""
 
-    __slots__ = ("failed", "flushed", "mark", "on_commit", "on_rollback", "parent")
+    __slots__ = ("failed", "flushed", "held", "mark", "on_commit", "on_rollback", "parent")
 
     def __init__(self, parent: Scope | None) -> None:
         self.parent: Scope | None = parent
@@ -122,6 +122,8 @@ class Scope:
         the root's events are all the session's, so the root needs no mark."""
         self.on_commit: list[Hook] = []
         self.on_rollback: list[Hook] = []
+        self.held: bool = False
+        """Whether this is the savepoint of a `unit.savepoint()` block, which alone may release it."""
 
     def absorb(self, child: Scope) -> None:
         """Take over the hooks and the failure of a child level that was released into this one."""

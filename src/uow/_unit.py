@@ -216,6 +216,7 @@ class UnitOfWork(UnitBase):
         check_savepoints(session)
         nested = session.begin_nested()
         scope = self._savepoint_scope()
+        scope.held = True
         ledger = self._ledger
         assert ledger is not None
         try:
@@ -232,6 +233,7 @@ class UnitOfWork(UnitBase):
             error = partial_savepoint()
             self._failed(ledger, error)
             raise error
+        scope.held = False
         try:
             nested.commit()
         except BaseException as exc:
