@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -119,6 +120,26 @@ def test_a_commit_through_the_session_inside_a_savepoint_is_refused_and_the_save
         unit.commit()
 
     assert backend.users() == [("1", "before")]
+
+
+@pytest.mark.parametrize("block_raises", [True, False], ids=["block raises", "block ends normally"])
+def test_after_a_rollback_through_the_session_inside_a_savepoint_the_block_owns_the_new_transaction(
+    flavour: Flavour, backend: Backend, block_raises: bool
+) -> None:
+    with flavour.unit() as unit:
+        users = unit.repository(User)
+        users.add(User(id="1", name="rolled back"))
+        with pytest.raises(ValueError) if block_raises else nullcontext(), unit.savepoint():
+            users.add(User(id="2", name="rolled back"))
+            flavour.run(unit.session.rollback())
+            users.add(User(id="3", name="in the block"))
+            if block_raises:
+                raise ValueError("the block fails")
+        users.add(User(id="4", name="after"))
+        unit.commit()
+
+    kept = [("4", "after")] if block_raises else [("3", "in the block"), ("4", "after")]
+    assert backend.users() == kept
 
 
 def test_a_savepoint_outside_a_block_raises_state_error(flavour: Flavour, backend: Backend) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from sqlalchemy import exc as sa_exc
 
 from uow._async_repository import AsyncRepository, CallGuard
-from uow._base import CLOSING, RECOVERING, AsyncAttempts, UnitBase, is_open
+from uow._base import CLOSING, RECOVERING, AsyncAttempts, UnitBase, is_open, to_undo
 from uow._classify import translate
 from uow._listeners import Ledger, discard_connections, settle
 from uow._retry import Retry
@@ -211,13 +211,16 @@ class AsyncUnitOfWork(UnitBase):
                 )
                 self._failed(ledger, exc)
             raise
+        scope.held = False
+        transaction = nested.sync_transaction
+        if transaction is None or not is_open(session.sync_session, transaction):  # ended inside the block
+            return
         if scope.failed:
             self._defer()
             await _roll_back_async(session, nested)
             error = partial_savepoint()
             self._failed(ledger, error)
             raise error
-        scope.held = False
         try:
             await nested.commit()
         except BaseException as exc:
@@ -349,5 +352,8 @@ async def _recover_async(session: AsyncSession, error: BaseException | None) -> 
 
 async def _roll_back_async(session: AsyncSession, nested: AsyncSessionTransaction) -> None:
     transaction = nested.sync_transaction
-    if transaction is not None and is_open(session.sync_session, transaction):
+    undo = None if transaction is None else to_undo(session.sync_session, transaction)
+    if undo == "savepoint":
         await nested.rollback()
+    elif undo == "transaction":
+        await session.rollback()

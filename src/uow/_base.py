@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from contextvars import Token
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction
@@ -48,6 +48,7 @@ __all__ = [
     "Attempts",
     "UnitBase",
     "is_open",
+    "to_undo",
 ]
 
 CLOSING = "rolling back and closing the session"
@@ -497,9 +498,28 @@ class AsyncAttempts(_Run, Generic[A]):
 
 
 def is_open(session: Session, nested: SessionTransaction) -> bool:
+    """Whether the savepoint of `nested` is still one of the session's open levels."""
     transaction = session.get_nested_transaction()
     while transaction is not None:
         if transaction is nested:
             return True
         transaction = transaction.parent
     return False
+
+
+def to_undo(session: Session, nested: SessionTransaction) -> Literal["savepoint", "transaction"] | None:
+    """What undoes the work of the block of `unit.savepoint()` over `nested`, when it raised.
+
+    The savepoint, while it is open. If it ended inside the block (`unit.session.rollback()` rolls
+    back the whole transaction, savepoints included), a transaction begun since was begun inside
+    the block, so all of its work is the block's: the transaction. `None`: nothing to undo.
+    """
+    if is_open(session, nested):
+        return "savepoint"
+    current = session.get_transaction()
+    if current is None:
+        return None
+    root = nested
+    while root.parent is not None:
+        root = root.parent
+    return None if current is root else "transaction"

@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar, overload
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction
 
-from uow._base import CLOSING, RECOVERING, Attempts, UnitBase, is_open
+from uow._base import CLOSING, RECOVERING, Attempts, UnitBase, is_open, to_undo
 from uow._classify import translate
 from uow._listeners import Ledger, discard_connections, settle
 from uow._repository import Repository
@@ -227,13 +227,15 @@ class UnitOfWork(UnitBase):
                 _cleanup(lambda _: _roll_back(session, nested), exc, exc, "rolling back the savepoint")
                 self._failed(ledger, exc)
             raise
+        scope.held = False
+        if not is_open(session, nested):  # ended inside the block: unit.session.rollback()
+            return
         if scope.failed:
             self._defer()
             _roll_back(session, nested)
             error = partial_savepoint()
             self._failed(ledger, error)
             raise error
-        scope.held = False
         try:
             nested.commit()
         except BaseException as exc:
@@ -355,6 +357,9 @@ def _recover(session: Session, error: BaseException | None) -> None:
 
 
 def _roll_back(session: Session, nested: SessionTransaction) -> None:
-    """Roll back to the savepoint of `nested`, unless it already ended."""
-    if is_open(session, nested):
+    """Undo the work of the savepoint block over `nested` (see `to_undo`)."""
+    undo = to_undo(session, nested)
+    if undo == "savepoint":
         nested.rollback()
+    elif undo == "transaction":
+        session.rollback()
