@@ -4,14 +4,25 @@ A keyset page continues after (or before) the sort-key values of a boundary row 
 a number of rows, so rows inserted or deleted meanwhile never make it repeat or skip a row. Its
 cursors carry the boundary row's key values, signed with HMAC-SHA256 under a key of the process
 (`set_cursor_key()`), so a cursor that was altered, or made for another model or ordering, is refused.
+
+A cursor is `payload.signature`, both in URL-safe base64 without padding. The payload is one byte
+(1 when the boundary row itself belongs to the page beyond it, else 0), then each key value as a type
+tag and its bytes: `i` and a signed 64-bit integer, `f` and a double, `t` or `F` for a bool, `s` and
+a 32-bit length and UTF-8 text (strings, and enums, dates, times, decimals and UUIDs in their text
+form), `n` and a 32-bit length and the decimal digits of an integer beyond 64 bits; all big-endian.
+The signature is the first 128 bits of HMAC-SHA256 over the keyset's context (model, table, order),
+a zero byte and the payload.
 """
 
 from __future__ import annotations
 
 import binascii
 import enum
-import json
+import hashlib
+import hmac
+import math
 import os
+import struct
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -41,7 +52,37 @@ T = TypeVar("T")
 MAX_CURSOR = 4096
 """The longest cursor accepted, in characters: anything longer is refused before it is decoded."""
 
-_key = os.urandom(32)
+_TRANS_36 = bytes(x ^ 0x36 for x in range(256))
+_TRANS_5C = bytes(x ^ 0x5C for x in range(256))
+
+
+class _Signer:
+    """HMAC-SHA256 under one key, its padded key blocks hashed once, and once per keyset's context."""
+
+    __slots__ = ("_contexts", "_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        self._inner = hashlib.sha256(block.translate(_TRANS_36))
+        self._outer = hashlib.sha256(block.translate(_TRANS_5C))
+        self._contexts: dict[bytes, Any] = {}
+
+    def sign(self, context: bytes, payload: bytes) -> bytes:
+        """HMAC-SHA256(key, context + b"\\0" + payload), cut to 128 bits."""
+        inner = self._contexts.get(context)
+        if inner is None:
+            inner = self._inner.copy()
+            inner.update(context + b"\0")
+            if len(self._contexts) < 1000:
+                self._contexts[context] = inner
+        inner = inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16]
+
+
+_signer = _Signer(os.urandom(32))
 
 
 def set_cursor_key(key: bytes | str | None) -> None:
@@ -60,14 +101,14 @@ def set_cursor_key(key: bytes | str | None) -> None:
     Raises:
         InvalidArgumentError: The key is shorter than 32 bytes, or neither bytes nor str.
     """
-    global _key
+    global _signer
     if key is None:
-        _key = os.urandom(32)
+        _signer = _Signer(os.urandom(32))
         return
     raw = key.encode() if isinstance(key, str) else key
     if not isinstance(raw, bytes) or len(raw) < 32:
         raise InvalidArgumentError("set_cursor_key() needs a secret of at least 32 bytes (or None)")
-    _key = bytes(raw)
+    _signer = _Signer(bytes(raw))
 
 
 Boundary = tuple[list[Any], bool]
@@ -129,6 +170,9 @@ class Keyset:
     forward: tuple[Any, ...]
     """The ORDER BY of pages read forward; `backward` is its reverse, for pages read backward."""
     backward: tuple[Any, ...]
+    integers: struct.Struct | None
+    """A cursor payload's layout when every key column holds integers: a flag byte (2, or 3 when
+    the boundary row is included) and each value as a signed 64-bit integer, big-endian."""
 
     def ordering(self, forward: bool) -> tuple[Any, ...]:
         return self.forward if forward else self.backward
@@ -159,81 +203,146 @@ class Keyset:
         return [getattr(obj, field) for field in self.fields], inclusive
 
     def encode(self, values: list[Any], inclusive: bool) -> str:
-        payload = json.dumps(
-            [1 if inclusive else 0, [_plain(value) for value in values]],
-            separators=(",", ":"),
-            allow_nan=False,
-        ).encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
-
-    def _sign(self, payload: bytes) -> bytes:
-        """HMAC-SHA256 of the payload for this keyset's context, under the process's key, cut to 128 bits."""
-        import hmac
-
-        return hmac.digest(_key, self.context + b"\0" + payload, "sha256")[:16]
+        if self.integers is None:
+            payload = _pack(values, inclusive)
+        else:
+            try:
+                payload = self.integers.pack(3 if inclusive else 2, *values)
+            except struct.error:  # a value beyond 64 bits
+                payload = _pack(values, inclusive)
+        encoded = _b64(payload)
+        return (encoded + b"." + _b64(_signer.sign(self.context, encoded))).decode()
 
     def decode(self, cursor: object, argument: str, info: ModelInfo) -> tuple[list[Any], bool]:
         """The boundary values and inclusiveness a cursor carries, once its signature is verified.
+
+        The signature covers the payload's base64 text, so no other spelling of it is accepted.
 
         Raises:
             InvalidArgumentError: The cursor is not one this process signed for this model and
                 order; the message never repeats it.
         """
-        refused = InvalidArgumentError(
+        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR:
+            raise self._refused(argument, info)
+        encoded, _, signature = cursor.partition(".")
+        try:
+            text = encoded.encode()
+            signed = hmac.compare_digest(signature.encode(), _b64(_signer.sign(self.context, text)))
+        except ValueError:  # not encodable: lone surrogates
+            signed = False
+        if not signed:
+            raise self._refused(argument, info)
+        try:
+            payload = _unb64(text)
+            if payload[0] > 1:
+                if self.integers is None:
+                    raise ValueError("not a keyset of integers")
+                flag, *values = self.integers.unpack(payload)
+                return values, flag == 3
+            return _unpack(payload, self.kinds)
+        except (ValueError, TypeError, KeyError, IndexError, struct.error, binascii.Error):
+            raise self._refused(argument, info) from None
+
+    def _refused(self, argument: str, info: ModelInfo) -> InvalidArgumentError:
+        return InvalidArgumentError(
             f"{argument}= is not a valid page cursor for {info.name} ordered by {self.description}: it was "
             "altered, made for another model or ordering, or signed with another key (see set_cursor_key())"
         )
-        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR or cursor.count(".") != 1:
-            raise refused
-        encoded, _, signature = cursor.partition(".")
-        try:
-            payload = _unb64(encoded)
-            tag = _unb64(signature)
-        except (ValueError, binascii.Error):
-            raise refused from None
-        import hmac
-
-        if not hmac.compare_digest(tag, self._sign(payload)):
-            raise refused
-        try:
-            flag, raw = json.loads(payload)
-            if flag not in (0, 1) or not isinstance(raw, list) or len(raw) != len(self.fields):
-                raise ValueError
-            values = [_typed(kind, value) for kind, value in zip(self.kinds, raw, strict=True)]
-        except (ValueError, TypeError, KeyError):
-            raise refused from None
-        return values, flag == 1
 
 
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-def _b64(data: bytes) -> str:
+def _b64(data: bytes) -> bytes:
     """URL-safe base64 without padding."""
-    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
-def _unb64(text: str) -> bytes:
-    """The bytes of `_b64()` output; anything else, even another spelling of the same bytes, is refused."""
-    raw = (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
-    data = binascii.a2b_base64(raw, strict_mode=True)
-    if _b64(data) != text:
-        raise ValueError("not in canonical form")
-    return data
+def _unb64(text: bytes) -> bytes:
+    """The bytes of `_b64()` output (other spellings of them too: a cursor's signature rules those out)."""
+    return binascii.a2b_base64(text.translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4), strict_mode=True)
 
 
-def _plain(value: Any) -> Any:
-    """A sort-key value as JSON holds it; `_typed()` makes it the column's type again."""
-    if isinstance(value, bool | int | str | float):
-        return value
+_INT64 = struct.Struct(">q")
+_DOUBLE = struct.Struct(">d")
+_LENGTH = struct.Struct(">I")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _pack(values: list[Any], inclusive: bool) -> bytes:
+    """A cursor's payload: the inclusiveness, then each value with its type tag (see the module)."""
+    parts = [b"\1" if inclusive else b"\0"]
+    for value in values:
+        kind = type(value)
+        if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+            parts.append(b"i" + _INT64.pack(value))
+        elif kind is str:
+            text = value.encode()
+            parts.append(b"s" + _LENGTH.pack(len(text)) + text)
+        else:
+            parts.append(_pack_other(value))
+    return b"".join(parts)
+
+
+def _pack_other(value: Any) -> bytes:
+    if isinstance(value, bool):
+        return b"t" if value else b"F"
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return b"i" + _INT64.pack(value)
+        digits = str(int(value)).encode()
+        return b"n" + _LENGTH.pack(len(digits)) + digits
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgumentError(f"page() cannot make a cursor of a sort key that is {value}")
+        return b"f" + _DOUBLE.pack(value)
     if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal | uuid.UUID):
-        return str(value)
-    raise InvalidArgumentError(f"page() cannot make a cursor of a {type(value).__name__} sort key")
+        text = value.name
+    elif isinstance(value, str):
+        text = str(value)
+    elif isinstance(value, datetime | date | time):
+        text = value.isoformat()
+    elif isinstance(value, Decimal | uuid.UUID):
+        text = str(value)
+    else:
+        raise InvalidArgumentError(f"page() cannot make a cursor of a {type(value).__name__} sort key")
+    encoded = text.encode()
+    return b"s" + _LENGTH.pack(len(encoded)) + encoded
+
+
+def _unpack(payload: bytes, kinds: tuple[type[Any] | None, ...]) -> tuple[list[Any], bool]:
+    """The values and inclusiveness of `_pack()`'s payload, as the columns' types; raises on anything else."""
+    flag = payload[0]
+    if flag > 1:
+        raise ValueError("flag")
+    at = 1
+    values: list[Any] = []
+    for kind in kinds:
+        tag = payload[at]
+        if tag == 0x69:  # i
+            value: Any = _INT64.unpack_from(payload, at + 1)[0]
+            at += 9
+        elif tag == 0x73 or tag == 0x6E:  # s, n
+            (length,) = _LENGTH.unpack_from(payload, at + 1)
+            start = at + 5
+            at = start + length
+            if at > len(payload):
+                raise ValueError("short")
+            text = payload[start:at].decode()
+            value = text if tag == 0x73 else int(text)
+        elif tag == 0x66:  # f
+            value = _DOUBLE.unpack_from(payload, at + 1)[0]
+            at += 9
+        elif tag == 0x74 or tag == 0x46:  # t, F
+            value = tag == 0x74
+            at += 1
+        else:
+            raise ValueError("tag")
+        values.append(value if type(value) is kind else _typed(kind, value))
+    if at != len(payload):
+        raise ValueError("long")
+    return values, flag == 1
 
 
 def _typed(kind: type[Any] | None, value: Any) -> Any:
@@ -312,15 +421,17 @@ def _keyset(info: ModelInfo, order_by: object) -> Keyset:
     table = info.mapper.local_table
     attributes = tuple(info.columns[name] for name, _ in keys)
     descending = tuple(descending for _, descending in keys)
+    kinds = tuple(python_type(info.column(name)) for name, _ in keys)
     return Keyset(
         fields=tuple(name for name, _ in keys),
         attributes=attributes,
         descending=descending,
-        kinds=tuple(python_type(info.column(name)) for name, _ in keys),
+        kinds=kinds,
         context=f"{cls.__module__}.{cls.__qualname__}|{getattr(table, 'name', '')}|{description}".encode(),
         description=description,
         forward=tuple(a.desc() if d else a for a, d in zip(attributes, descending, strict=True)),
         backward=tuple(a if d else a.desc() for a, d in zip(attributes, descending, strict=True)),
+        integers=struct.Struct(">B" + "q" * len(keys)) if all(kind is int for kind in kinds) else None,
     )
 
 
