@@ -160,7 +160,9 @@ class Keyset:
     """A total order of a model's rows by some of its columns, the primary key last."""
 
     fields: tuple[str, ...]
-    attributes: tuple[Any, ...]
+    columns: tuple[Any, ...]
+    """The sort keys' columns as SQL expressions (each attribute's `__clause_element__()`), made once:
+    comparing them costs less than comparing the attributes."""
     descending: tuple[bool, ...]
     kinds: tuple[type[Any] | None, ...]
     context: bytes
@@ -170,6 +172,10 @@ class Keyset:
     forward: tuple[Any, ...]
     """The ORDER BY of pages read forward; `backward` is its reverse, for pages read backward."""
     backward: tuple[Any, ...]
+    row: Any
+    """`columns` as one tuple expression (the single column for one key), compared with a boundary."""
+    uniform: bool
+    """Whether every key sorts in the same direction, so that one tuple comparison finds the rows beyond."""
     integers: struct.Struct | None
     """A cursor payload's layout when every key column holds integers: a flag byte (2, or 3 when
     the boundary row is included) and each value as a signed 64-bit integer, big-endian."""
@@ -179,21 +185,21 @@ class Keyset:
 
     def beyond(self, values: list[Any], forward: bool, inclusive: bool) -> ColumnElement[bool]:
         """The rows that come after `values` in this order (before them when not `forward`)."""
-        ascending = [descending != forward for descending in self.descending]
-        # ascending[i]: whether a row beyond the boundary has a greater value in column i.
-        if all(ascending) or not any(ascending):
-            left = tuple_(*self.attributes) if len(values) > 1 else self.attributes[0]
-            right = tuple_(*values) if len(values) > 1 else values[0]
-            if ascending[0]:
-                return left >= right if inclusive else left > right
-            return left <= right if inclusive else left < right
+        columns = self.columns
+        if self.uniform:
+            row = self.row
+            right = tuple(values) if len(values) > 1 else values[0]
+            if self.descending[0] != forward:  # a row beyond has greater values
+                return row >= right if inclusive else row > right  # type: ignore[no-any-return]
+            return row <= right if inclusive else row < right  # type: ignore[no-any-return]
         alternatives: list[ColumnElement[bool]] = []
-        for index, attribute in enumerate(self.attributes):
-            equal = [self.attributes[j] == values[j] for j in range(index)]
-            step = attribute > values[index] if ascending[index] else attribute < values[index]
+        for index, column in enumerate(columns):
+            equal = [columns[j] == values[j] for j in range(index)]
+            value = values[index]
+            step = column > value if self.descending[index] != forward else column < value
             alternatives.append(and_(*equal, step))
         if inclusive:
-            alternatives.append(and_(*(a == v for a, v in zip(self.attributes, values, strict=True))))
+            alternatives.append(and_(*(c == v for c, v in zip(columns, values, strict=True))))
         return or_(*alternatives)
 
     # -- cursors -----------------------------------------------------------------------------------
@@ -419,18 +425,20 @@ def _keyset(info: ModelInfo, order_by: object) -> Keyset:
     description = ",".join(("-" if descending else "") + name for name, descending in keys)
     cls = info.cls
     table = info.mapper.local_table
-    attributes = tuple(info.columns[name] for name, _ in keys)
+    columns = tuple(info.columns[name].__clause_element__() for name, _ in keys)
     descending = tuple(descending for _, descending in keys)
     kinds = tuple(python_type(info.column(name)) for name, _ in keys)
     return Keyset(
         fields=tuple(name for name, _ in keys),
-        attributes=attributes,
+        columns=columns,
         descending=descending,
         kinds=kinds,
         context=f"{cls.__module__}.{cls.__qualname__}|{getattr(table, 'name', '')}|{description}".encode(),
         description=description,
-        forward=tuple(a.desc() if d else a for a, d in zip(attributes, descending, strict=True)),
-        backward=tuple(a if d else a.desc() for a, d in zip(attributes, descending, strict=True)),
+        forward=tuple(c.desc() if d else c for c, d in zip(columns, descending, strict=True)),
+        backward=tuple(c if d else c.desc() for c, d in zip(columns, descending, strict=True)),
+        row=tuple_(*columns) if len(columns) > 1 else columns[0],
+        uniform=len(set(descending)) == 1,
         integers=struct.Struct(">B" + "q" * len(keys)) if all(kind is int for kind in kinds) else None,
     )
 
