@@ -29,7 +29,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, tuple_
 from sqlalchemy.orm import Session
 
 from uow._errors import InvalidArgumentError, InvalidFieldError
@@ -184,22 +184,27 @@ class Keyset:
         return self.forward if forward else self.backward
 
     def beyond(self, values: list[Any], forward: bool, inclusive: bool) -> ColumnElement[bool]:
-        """The rows that come after `values` in this order (before them when not `forward`)."""
+        """The rows that come after `values` in this order (before them when not `forward`).
+
+        The values are bound with their columns' types, so that enums, booleans and the like compare
+        as the columns store them.
+        """
         columns = self.columns
         if self.uniform:
             row = self.row
-            right = tuple(values) if len(values) > 1 else values[0]
+            right = tuple(values) if len(values) > 1 else literal(values[0], columns[0].type)
             if self.descending[0] != forward:  # a row beyond has greater values
                 return row >= right if inclusive else row > right  # type: ignore[no-any-return]
             return row <= right if inclusive else row < right  # type: ignore[no-any-return]
         alternatives: list[ColumnElement[bool]] = []
         for index, column in enumerate(columns):
-            equal = [columns[j] == values[j] for j in range(index)]
-            value = values[index]
+            equal = [columns[j] == literal(values[j], columns[j].type) for j in range(index)]
+            value = literal(values[index], column.type)
             step = column > value if self.descending[index] != forward else column < value
             alternatives.append(and_(*equal, step))
         if inclusive:
-            alternatives.append(and_(*(c == v for c, v in zip(columns, values, strict=True))))
+            same = (c == literal(v, c.type) for c, v in zip(columns, values, strict=True))
+            alternatives.append(and_(*same))
         return or_(*alternatives)
 
     # -- cursors -----------------------------------------------------------------------------------
