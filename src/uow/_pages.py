@@ -5,13 +5,15 @@ a number of rows, so rows inserted or deleted meanwhile never make it repeat or 
 cursors carry the boundary row's key values, signed with HMAC-SHA256 under a key of the process
 (`set_cursor_key()`), so a cursor that was altered, or made for another model or ordering, is refused.
 
-A cursor is `payload.signature`, both in URL-safe base64 without padding. The payload is one byte
-(1 when the boundary row itself belongs to the page beyond it, else 0), then each key value as a type
-tag and its bytes: `i` and a signed 64-bit integer, `f` and a double, `t` or `F` for a bool, `s` and
-a 32-bit length and UTF-8 text (strings, and enums, dates, times, decimals and UUIDs in their text
-form), `n` and a 32-bit length and the decimal digits of an integer beyond 64 bits; all big-endian.
-The signature is the first 128 bits of HMAC-SHA256 over the keyset's context (model, table, order),
-a zero byte and the payload.
+A cursor is `payload.signature`, both in URL-safe base64 without padding. The payload is a flag
+byte, 0 or 1 (1 when the boundary row itself belongs to the page beyond it), then each key value as
+a type tag and its bytes: `i` and a signed 64-bit integer, `f` and a double, `t` or `F` for a bool,
+`s` and a 32-bit length and UTF-8 text (strings, and enums by name, dates, times, decimals and UUIDs
+in their text form), `n` and a 32-bit length and the digits of an integer beyond 64 bits. A keyset
+whose columns all hold integers writes the flag as 2 or 3 and then only the values, as signed 64-bit
+integers (one `struct` call each way). Numbers are big-endian. The signature is the first 128 bits
+of HMAC-SHA256 over the keyset's context (model, table, order), a zero byte and the payload's
+base64 text, so that no other spelling of a payload passes.
 """
 
 from __future__ import annotations
@@ -249,6 +251,8 @@ class Keyset:
                 if self.integers is None:
                     raise ValueError("not a keyset of integers")
                 flag, *values = self.integers.unpack(payload)
+                if flag > 3:
+                    raise ValueError("flag")
                 return values, flag == 3
             return _unpack(payload, self.kinds)
         except (ValueError, TypeError, KeyError, IndexError, struct.error, binascii.Error):
