@@ -239,11 +239,10 @@ class Keyset:
             raise self._refused(argument, info)
         encoded, _, signature = cursor.partition(".")
         try:
-            text = encoded.encode()
-            signed = hmac.compare_digest(signature.encode(), _b64(_signer.sign(self.context, text)))
+            text, tag = encoded.encode(), signature.encode()
         except ValueError:  # not encodable: lone surrogates
-            signed = False
-        if not signed:
+            raise self._refused(argument, info) from None
+        if not hmac.compare_digest(tag, _b64(_signer.sign(self.context, text))):
             raise self._refused(argument, info)
         try:
             payload = _unb64(text)
@@ -434,7 +433,7 @@ def _keyset(info: ModelInfo, order_by: object) -> Keyset:
     description = ",".join(("-" if descending else "") + name for name, descending in keys)
     cls = info.cls
     table = info.mapper.local_table
-    columns = tuple(info.columns[name].__clause_element__() for name, _ in keys)
+    columns: tuple[Any, ...] = tuple(info.columns[name].__clause_element__() for name, _ in keys)
     descending = tuple(descending for _, descending in keys)
     kinds = tuple(python_type(info.column(name)) for name, _ in keys)
     return Keyset(
@@ -446,7 +445,7 @@ def _keyset(info: ModelInfo, order_by: object) -> Keyset:
         description=description,
         forward=tuple(c.desc() if d else c for c, d in zip(columns, descending, strict=True)),
         backward=tuple(c if d else c.desc() for c, d in zip(columns, descending, strict=True)),
-        row=tuple_(*columns) if len(columns) > 1 else columns[0],
+        row=columns[0] if len(columns) == 1 else tuple_(*columns),
         uniform=len(set(descending)) == 1,
         integers=struct.Struct(">B" + "q" * len(keys)) if all(kind is int for kind in kinds) else None,
     )
