@@ -217,12 +217,12 @@ class Keyset:
 
     def encode(self, values: list[Any], inclusive: bool) -> str:
         if self.integers is None:
-            payload = _pack(values, inclusive)
+            payload = _pack(values, inclusive, self.kinds)
         else:
             try:
                 payload = self.integers.pack(3 if inclusive else 2, *values)
             except struct.error:  # a value beyond 64 bits
-                payload = _pack(values, inclusive)
+                payload = _pack(values, inclusive, self.kinds)
         encoded = _b64(payload)
         return (encoded + b"." + _b64(_signer.sign(self.context, encoded))).decode()
 
@@ -284,37 +284,40 @@ _LENGTH = struct.Struct(">I")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _pack(values: list[Any], inclusive: bool) -> bytes:
+def _pack(values: list[Any], inclusive: bool, kinds: tuple[type[Any] | None, ...]) -> bytes:
     """A cursor's payload: the inclusiveness, then each value with its type tag (see the module)."""
     parts = [b"\1" if inclusive else b"\0"]
-    for value in values:
-        kind = type(value)
-        if kind is int and _INT64_MIN <= value <= _INT64_MAX:
+    for value, kind in zip(values, kinds, strict=True):
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
             parts.append(b"i" + _INT64.pack(value))
-        elif kind is str:
+        elif type(value) is str:
             text = value.encode()
             parts.append(b"s" + _LENGTH.pack(len(text)) + text)
         else:
-            parts.append(_pack_other(value))
+            parts.append(_pack_other(value, kind))
     return b"".join(parts)
 
 
-def _pack_other(value: Any) -> bytes:
-    if isinstance(value, bool):
+def _pack_other(value: Any, kind: type[Any] | None) -> bytes:
+    """A value of any other type: an enum of an enum column by name, else by what it also is (an
+    `IntEnum` member in an integer column is its number), as `_typed()` reads it back."""
+    if isinstance(value, enum.Enum) and kind is not None and issubclass(kind, enum.Enum):
+        text = value.name
+    elif isinstance(value, bool):
         return b"t" if value else b"F"
-    if isinstance(value, int):
+    elif isinstance(value, int):
         if _INT64_MIN <= value <= _INT64_MAX:
             return b"i" + _INT64.pack(value)
         digits = str(int(value)).encode()
         return b"n" + _LENGTH.pack(len(digits)) + digits
-    if isinstance(value, float):
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidArgumentError(f"page() cannot make a cursor of a sort key that is {value}")
-        return b"f" + _DOUBLE.pack(value)
-    if isinstance(value, enum.Enum):
-        text = value.name
+        return b"f" + _DOUBLE.pack(float(value))
     elif isinstance(value, str):
-        text = str(value)
+        text = str.__str__(value)
+    elif isinstance(value, enum.Enum):
+        text = value.name
     elif isinstance(value, datetime | date | time):
         text = value.isoformat()
     elif isinstance(value, Decimal | uuid.UUID):
