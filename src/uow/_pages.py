@@ -4,21 +4,34 @@ A keyset page continues after (or before) the sort-key values of a boundary row 
 a number of rows, so rows inserted or deleted meanwhile never make it repeat or skip a row. Its
 cursors carry the boundary row's key values, signed with HMAC-SHA256 under a key of the process
 (`set_cursor_key()`), so a cursor that was altered, or made for another model or ordering, is refused.
+
+A cursor is `payload.signature`, both in URL-safe base64 without padding. The payload is a flag
+byte, 0 or 1 (1 when the boundary row itself belongs to the page beyond it), then each key value as
+a type tag and its bytes: `i` and a signed 64-bit integer, `f` and a double, `t` or `F` for a bool,
+`s` and a 32-bit length and UTF-8 text (strings, and enums by name, dates, times, decimals and UUIDs
+in their text form), `n` and a 32-bit length and the digits of an integer beyond 64 bits. A keyset
+whose columns all hold integers writes the flag as 2 or 3 and then only the values, as signed 64-bit
+integers (one `struct` call each way). Numbers are big-endian. The signature is the first 128 bits
+of HMAC-SHA256 over the keyset's context (model, table, order), a zero byte and the payload's
+base64 text, so that no other spelling of a payload passes.
 """
 
 from __future__ import annotations
 
 import binascii
 import enum
-import json
+import hashlib
+import hmac
+import math
 import os
+import struct
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, tuple_
+from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, tuple_
 from sqlalchemy.orm import Session
 
 from uow._errors import InvalidArgumentError, InvalidFieldError
@@ -41,7 +54,37 @@ T = TypeVar("T")
 MAX_CURSOR = 4096
 """The longest cursor accepted, in characters: anything longer is refused before it is decoded."""
 
-_key = os.urandom(32)
+_TRANS_36 = bytes(x ^ 0x36 for x in range(256))
+_TRANS_5C = bytes(x ^ 0x5C for x in range(256))
+
+
+class _Signer:
+    """HMAC-SHA256 under one key, its padded key blocks hashed once, and once per keyset's context."""
+
+    __slots__ = ("_contexts", "_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        self._inner = hashlib.sha256(block.translate(_TRANS_36))
+        self._outer = hashlib.sha256(block.translate(_TRANS_5C))
+        self._contexts: dict[bytes, Any] = {}
+
+    def sign(self, context: bytes, payload: bytes) -> bytes:
+        """HMAC-SHA256(key, context + b"\\0" + payload), cut to 128 bits."""
+        inner = self._contexts.get(context)
+        if inner is None:
+            inner = self._inner.copy()
+            inner.update(context + b"\0")
+            if len(self._contexts) < 1000:
+                self._contexts[context] = inner
+        inner = inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16]
+
+
+_signer = _Signer(os.urandom(32))
 
 
 def set_cursor_key(key: bytes | str | None) -> None:
@@ -60,14 +103,14 @@ def set_cursor_key(key: bytes | str | None) -> None:
     Raises:
         InvalidArgumentError: The key is shorter than 32 bytes, or neither bytes nor str.
     """
-    global _key
+    global _signer
     if key is None:
-        _key = os.urandom(32)
+        _signer = _Signer(os.urandom(32))
         return
     raw = key.encode() if isinstance(key, str) else key
     if not isinstance(raw, bytes) or len(raw) < 32:
         raise InvalidArgumentError("set_cursor_key() needs a secret of at least 32 bytes (or None)")
-    _key = bytes(raw)
+    _signer = _Signer(bytes(raw))
 
 
 Boundary = tuple[list[Any], bool]
@@ -119,7 +162,9 @@ class Keyset:
     """A total order of a model's rows by some of its columns, the primary key last."""
 
     fields: tuple[str, ...]
-    attributes: tuple[Any, ...]
+    columns: tuple[Any, ...]
+    """The sort keys' columns as SQL expressions (each attribute's `__clause_element__()`), made once:
+    comparing them costs less than comparing the attributes."""
     descending: tuple[bool, ...]
     kinds: tuple[type[Any] | None, ...]
     context: bytes
@@ -129,27 +174,39 @@ class Keyset:
     forward: tuple[Any, ...]
     """The ORDER BY of pages read forward; `backward` is its reverse, for pages read backward."""
     backward: tuple[Any, ...]
+    row: Any
+    """`columns` as one tuple expression (the single column for one key), compared with a boundary."""
+    uniform: bool
+    """Whether every key sorts in the same direction, so that one tuple comparison finds the rows beyond."""
+    integers: struct.Struct | None
+    """A cursor payload's layout when every key column holds integers: a flag byte (2, or 3 when
+    the boundary row is included) and each value as a signed 64-bit integer, big-endian."""
 
     def ordering(self, forward: bool) -> tuple[Any, ...]:
         return self.forward if forward else self.backward
 
     def beyond(self, values: list[Any], forward: bool, inclusive: bool) -> ColumnElement[bool]:
-        """The rows that come after `values` in this order (before them when not `forward`)."""
-        ascending = [descending != forward for descending in self.descending]
-        # ascending[i]: whether a row beyond the boundary has a greater value in column i.
-        if all(ascending) or not any(ascending):
-            left = tuple_(*self.attributes) if len(values) > 1 else self.attributes[0]
-            right = tuple_(*values) if len(values) > 1 else values[0]
-            if ascending[0]:
-                return left >= right if inclusive else left > right
-            return left <= right if inclusive else left < right
+        """The rows that come after `values` in this order (before them when not `forward`).
+
+        The values are bound with their columns' types, so that enums, booleans and the like compare
+        as the columns store them.
+        """
+        columns = self.columns
+        if self.uniform:
+            row = self.row
+            right = tuple(values) if len(values) > 1 else literal(values[0], columns[0].type)
+            if self.descending[0] != forward:  # a row beyond has greater values
+                return row >= right if inclusive else row > right  # type: ignore[no-any-return]
+            return row <= right if inclusive else row < right  # type: ignore[no-any-return]
         alternatives: list[ColumnElement[bool]] = []
-        for index, attribute in enumerate(self.attributes):
-            equal = [self.attributes[j] == values[j] for j in range(index)]
-            step = attribute > values[index] if ascending[index] else attribute < values[index]
+        for index, column in enumerate(columns):
+            equal = [columns[j] == literal(values[j], columns[j].type) for j in range(index)]
+            value = literal(values[index], column.type)
+            step = column > value if self.descending[index] != forward else column < value
             alternatives.append(and_(*equal, step))
         if inclusive:
-            alternatives.append(and_(*(a == v for a, v in zip(self.attributes, values, strict=True))))
+            same = (c == literal(v, c.type) for c, v in zip(columns, values, strict=True))
+            alternatives.append(and_(*same))
         return or_(*alternatives)
 
     # -- cursors -----------------------------------------------------------------------------------
@@ -159,81 +216,150 @@ class Keyset:
         return [getattr(obj, field) for field in self.fields], inclusive
 
     def encode(self, values: list[Any], inclusive: bool) -> str:
-        payload = json.dumps(
-            [1 if inclusive else 0, [_plain(value) for value in values]],
-            separators=(",", ":"),
-            allow_nan=False,
-        ).encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload))}"
-
-    def _sign(self, payload: bytes) -> bytes:
-        """HMAC-SHA256 of the payload for this keyset's context, under the process's key, cut to 128 bits."""
-        import hmac
-
-        return hmac.digest(_key, self.context + b"\0" + payload, "sha256")[:16]
+        if self.integers is None:
+            payload = _pack(values, inclusive, self.kinds)
+        else:
+            try:
+                payload = self.integers.pack(3 if inclusive else 2, *values)
+            except struct.error:  # a value beyond 64 bits
+                payload = _pack(values, inclusive, self.kinds)
+        encoded = _b64(payload)
+        return (encoded + b"." + _b64(_signer.sign(self.context, encoded))).decode()
 
     def decode(self, cursor: object, argument: str, info: ModelInfo) -> tuple[list[Any], bool]:
         """The boundary values and inclusiveness a cursor carries, once its signature is verified.
+
+        The signature covers the payload's base64 text, so no other spelling of it is accepted.
 
         Raises:
             InvalidArgumentError: The cursor is not one this process signed for this model and
                 order; the message never repeats it.
         """
-        refused = InvalidArgumentError(
+        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR:
+            raise self._refused(argument, info)
+        encoded, _, signature = cursor.partition(".")
+        try:
+            text, tag = encoded.encode(), signature.encode()
+        except ValueError:  # not encodable: lone surrogates
+            raise self._refused(argument, info) from None
+        if not hmac.compare_digest(tag, _b64(_signer.sign(self.context, text))):
+            raise self._refused(argument, info)
+        try:
+            payload = _unb64(text)
+            if payload[0] > 1:
+                if self.integers is None:
+                    raise ValueError("not a keyset of integers")
+                flag, *values = self.integers.unpack(payload)
+                if flag > 3:
+                    raise ValueError("flag")
+                return values, flag == 3
+            return _unpack(payload, self.kinds)
+        except (ValueError, TypeError, KeyError, IndexError, struct.error, binascii.Error):
+            raise self._refused(argument, info) from None
+
+    def _refused(self, argument: str, info: ModelInfo) -> InvalidArgumentError:
+        return InvalidArgumentError(
             f"{argument}= is not a valid page cursor for {info.name} ordered by {self.description}: it was "
             "altered, made for another model or ordering, or signed with another key (see set_cursor_key())"
         )
-        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR or cursor.count(".") != 1:
-            raise refused
-        encoded, _, signature = cursor.partition(".")
-        try:
-            payload = _unb64(encoded)
-            tag = _unb64(signature)
-        except (ValueError, binascii.Error):
-            raise refused from None
-        import hmac
-
-        if not hmac.compare_digest(tag, self._sign(payload)):
-            raise refused
-        try:
-            flag, raw = json.loads(payload)
-            if flag not in (0, 1) or not isinstance(raw, list) or len(raw) != len(self.fields):
-                raise ValueError
-            values = [_typed(kind, value) for kind, value in zip(self.kinds, raw, strict=True)]
-        except (ValueError, TypeError, KeyError):
-            raise refused from None
-        return values, flag == 1
 
 
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
-def _b64(data: bytes) -> str:
+def _b64(data: bytes) -> bytes:
     """URL-safe base64 without padding."""
-    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
-def _unb64(text: str) -> bytes:
-    """The bytes of `_b64()` output; anything else, even another spelling of the same bytes, is refused."""
-    raw = (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
-    data = binascii.a2b_base64(raw, strict_mode=True)
-    if _b64(data) != text:
-        raise ValueError("not in canonical form")
-    return data
+def _unb64(text: bytes) -> bytes:
+    """The bytes of `_b64()` output (other spellings of them too: a cursor's signature rules those out)."""
+    return binascii.a2b_base64(text.translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4), strict_mode=True)
 
 
-def _plain(value: Any) -> Any:
-    """A sort-key value as JSON holds it; `_typed()` makes it the column's type again."""
-    if isinstance(value, bool | int | str | float):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.name
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, Decimal | uuid.UUID):
-        return str(value)
-    raise InvalidArgumentError(f"page() cannot make a cursor of a {type(value).__name__} sort key")
+_INT64 = struct.Struct(">q")
+_DOUBLE = struct.Struct(">d")
+_LENGTH = struct.Struct(">I")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _pack(values: list[Any], inclusive: bool, kinds: tuple[type[Any] | None, ...]) -> bytes:
+    """A cursor's payload: the inclusiveness, then each value with its type tag (see the module)."""
+    parts = [b"\1" if inclusive else b"\0"]
+    for value, kind in zip(values, kinds, strict=True):
+        if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            parts.append(b"i" + _INT64.pack(value))
+        elif type(value) is str:
+            text = value.encode()
+            parts.append(b"s" + _LENGTH.pack(len(text)) + text)
+        else:
+            parts.append(_pack_other(value, kind))
+    return b"".join(parts)
+
+
+def _pack_other(value: Any, kind: type[Any] | None) -> bytes:
+    """A value of any other type: an enum of an enum column by name, else by what it also is (an
+    `IntEnum` member in an integer column is its number), as `_typed()` reads it back."""
+    if isinstance(value, enum.Enum) and kind is not None and issubclass(kind, enum.Enum):
+        text = value.name
+    elif isinstance(value, bool):
+        return b"t" if value else b"F"
+    elif isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return b"i" + _INT64.pack(value)
+        digits = str(int(value)).encode()
+        return b"n" + _LENGTH.pack(len(digits)) + digits
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgumentError(f"page() cannot make a cursor of a sort key that is {value}")
+        return b"f" + _DOUBLE.pack(float(value))
+    elif isinstance(value, str):
+        text = str.__str__(value)
+    elif isinstance(value, enum.Enum):
+        text = value.name
+    elif isinstance(value, datetime | date | time):
+        text = value.isoformat()
+    elif isinstance(value, Decimal | uuid.UUID):
+        text = str(value)
+    else:
+        raise InvalidArgumentError(f"page() cannot make a cursor of a {type(value).__name__} sort key")
+    encoded = text.encode()
+    return b"s" + _LENGTH.pack(len(encoded)) + encoded
+
+
+def _unpack(payload: bytes, kinds: tuple[type[Any] | None, ...]) -> tuple[list[Any], bool]:
+    """The values and inclusiveness of `_pack()`'s payload, as the columns' types; raises on anything else."""
+    flag = payload[0]
+    if flag > 1:
+        raise ValueError("flag")
+    at = 1
+    values: list[Any] = []
+    for kind in kinds:
+        tag = payload[at]
+        if tag == 0x69:  # i
+            value: Any = _INT64.unpack_from(payload, at + 1)[0]
+            at += 9
+        elif tag == 0x73 or tag == 0x6E:  # s, n
+            (length,) = _LENGTH.unpack_from(payload, at + 1)
+            start = at + 5
+            at = start + length
+            if at > len(payload):
+                raise ValueError("short")
+            text = payload[start:at].decode()
+            value = text if tag == 0x73 else int(text)
+        elif tag == 0x66:  # f
+            value = _DOUBLE.unpack_from(payload, at + 1)[0]
+            at += 9
+        elif tag == 0x74 or tag == 0x46:  # t, F
+            value = tag == 0x74
+            at += 1
+        else:
+            raise ValueError("tag")
+        values.append(value if type(value) is kind else _typed(kind, value))
+    if at != len(payload):
+        raise ValueError("long")
+    return values, flag == 1
 
 
 def _typed(kind: type[Any] | None, value: Any) -> Any:
@@ -310,17 +436,21 @@ def _keyset(info: ModelInfo, order_by: object) -> Keyset:
     description = ",".join(("-" if descending else "") + name for name, descending in keys)
     cls = info.cls
     table = info.mapper.local_table
-    attributes = tuple(info.columns[name] for name, _ in keys)
+    columns: tuple[Any, ...] = tuple(info.columns[name].__clause_element__() for name, _ in keys)
     descending = tuple(descending for _, descending in keys)
+    kinds = tuple(python_type(info.column(name)) for name, _ in keys)
     return Keyset(
         fields=tuple(name for name, _ in keys),
-        attributes=attributes,
+        columns=columns,
         descending=descending,
-        kinds=tuple(python_type(info.column(name)) for name, _ in keys),
+        kinds=kinds,
         context=f"{cls.__module__}.{cls.__qualname__}|{getattr(table, 'name', '')}|{description}".encode(),
         description=description,
-        forward=tuple(a.desc() if d else a for a, d in zip(attributes, descending, strict=True)),
-        backward=tuple(a if d else a.desc() for a, d in zip(attributes, descending, strict=True)),
+        forward=tuple(c.desc() if d else c for c, d in zip(columns, descending, strict=True)),
+        backward=tuple(c if d else c.desc() for c, d in zip(columns, descending, strict=True)),
+        row=columns[0] if len(columns) == 1 else tuple_(*columns),
+        uniform=len(set(descending)) == 1,
+        integers=struct.Struct(">B" + "q" * len(keys)) if all(kind is int for kind in kinds) else None,
     )
 
 
