@@ -38,7 +38,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     commands = p.add_subparsers(dest="command", required=True)
     c = commands.add_parser("count", help="instructions (callgrind) and wall-clock (pyperf) per operation")
-    c.add_argument("--quick", action="store_true", help="small sizes, one layout, no pyperf: what CI runs")
+    c.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes, one layout, no pyperf; every implementation runs natively as a check, and "
+        "the uow and plain ones are counted on the first backend only: what CI runs",
+    )
     c.add_argument("--backends", type=_names(BACKEND_NAMES, "backend"), default=list(BACKEND_NAMES))
     c.add_argument("--only", type=_names(list(WORKLOADS), "workload"), default=list(WORKLOADS))
     c.add_argument(
