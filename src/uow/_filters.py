@@ -288,7 +288,7 @@ class QuerySpec:
                 reason=f"cannot be filtered from input: its type {column.type} has no conversion from "
                 "text (filter it with an expression of your own)",
             )
-        possible = set(EQUALITY)
+        possible: set[str] = set(EQUALITY)
         if kind not in _UNORDERED and not (kind is not None and issubclass(kind, enum.Enum)):
             possible.update(ORDERED)
         if kind is str:

@@ -60,7 +60,7 @@ class RepositoryCore(Generic[T]):
                     return
 
     def _bind_model(self, model: type[T] | None) -> ModelInfo:
-        cls = model if model is not None else self._default_model
+        cls: type[T] | None = model if model is not None else self._default_model
         if cls is None:
             raise InvalidArgumentError(
                 f"{type(self).__name__} does not know its model: subclass it as "

@@ -97,7 +97,7 @@ class OutboxStats:
 # -- statements -----------------------------------------------------------------------------------
 
 
-def _claim_statement(table: Table, batch_size: int, lock: bool) -> Select[Any]:
+def _claim_statement(table: Table, batch_size: int, lock: bool) -> Select[*tuple[Any, ...]]:
     c = table.c
     statement = (
         select(c.position, c.id, c.topic, c.key, c.payload, c.headers, c.created_at, c.attempts)
@@ -144,7 +144,7 @@ def _failed_params(failures: Sequence[Failure]) -> list[dict[str, Any]]:
     ]
 
 
-def stats_statement(table: Table, at: datetime) -> Select[Any]:
+def stats_statement(table: Table, at: datetime) -> Select[*tuple[Any, ...]]:
     c = table.c
     return select(
         c.state,

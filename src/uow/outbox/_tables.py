@@ -100,8 +100,8 @@ class Payload(TypeDecorator[bytes]):
             return dialect.type_descriptor(LargeBinary())
         return dialect.type_descriptor(_HexLongBlob() if dialect.driver == "aiomysql" else mysql.LONGBLOB())
 
-    def bind_expression(self, bindvalue: BindParameter[bytes]) -> ColumnElement[bytes]:
-        return _FromHex(bindvalue)
+    def bind_expression(self, bindparam: BindParameter[bytes]) -> ColumnElement[bytes]:
+        return _FromHex(bindparam)
 
     def process_bind_param(self, value: bytes | None, dialect: Dialect) -> Any:
         if value is not None and dialect.driver == "aiomysql":

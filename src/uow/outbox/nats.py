@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
