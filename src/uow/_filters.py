@@ -237,11 +237,11 @@ class _Field:
         convert: Callable[[object, Any], Any],
         operators: frozenset[str],
     ) -> None:
-        self.name = name
-        self.attribute = attribute
-        self.column = column
-        self.convert = convert
-        self.operators = operators
+        self.name: str = name
+        self.attribute: Any = attribute
+        self.column: Any = column
+        self.convert: Callable[[object, Any], Any] = convert
+        self.operators: frozenset[str] = operators
 
 
 class QuerySpec:

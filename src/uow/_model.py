@@ -80,26 +80,26 @@ class ModelInfo:
         nullable: frozenset[str],
         version: tuple[str, VersionKind] | None,
     ) -> None:
-        self.cls = cls
-        self.mapper = mapper
+        self.cls: type[Any] = cls
+        self.mapper: Mapper[Any] = mapper
         self.manager: ClassManager[Any] = mapper.class_manager
-        self.columns = columns
+        self.columns: dict[str, QueryableAttribute[Any]] = columns
         """Field name to class attribute, for every column attribute: the only names strings may take."""
-        self.select = select
-        self.count = count
-        self.exists = exists
-        self.insert = insert
-        self.insert_renames = insert_renames
+        self.select: Select[Any] = select
+        self.count: Select[Any] = count
+        self.exists: Select[Any] = exists
+        self.insert: Insert = insert
+        self.insert_renames: dict[str, str] | None = insert_renames
         """Field name to column key where a field's column has another key than the field's name."""
-        self.table = table
+        self.table: Table | None = table
         """The one table of a model without inheritance; `None` otherwise."""
-        self.keys = keys
+        self.keys: tuple[str, ...] = keys
         """The fields of the primary key, in the key's order."""
-        self.unique = unique
+        self.unique: tuple[frozenset[str], ...] = unique
         """The field sets that identify at most one row: the primary key, unique constraints and indexes."""
-        self.nullable = nullable
+        self.nullable: frozenset[str] = nullable
         """The fields whose column may hold NULL."""
-        self.version = version
+        self.version: tuple[str, VersionKind] | None = version
         """The version field (`version_id_col`) and how new versions are made, if the model has one."""
 
     @property

@@ -62,11 +62,11 @@ class Options:
         durable: bool = False,
         allow_async: bool = False,
     ) -> None:
-        self.dispatch = dispatch
-        self.isolation_level = isolation_level
-        self.read_only = read_only
-        self.durable = durable
-        self.allow_async = allow_async
+        self.dispatch: Callable[[Any], Any] | None = dispatch
+        self.isolation_level: str | None = isolation_level
+        self.read_only: bool = read_only
+        self.durable: bool = durable
+        self.allow_async: bool = allow_async
 
     @property
     def binds(self) -> bool:
