@@ -22,7 +22,16 @@ from sqlalchemy import BigInteger, ColumnElement, Integer, SmallInteger, TypeDec
 from uow._errors import InvalidArgumentError, InvalidFieldError, shown
 from uow._model import ModelInfo
 
-__all__ = ["OPERATORS", "ParsedQuery", "QuerySpec", "query_spec"]
+__all__ = [
+    "OPERATORS",
+    "ParsedQuery",
+    "QuerySpec",
+    "Refused",
+    "query_spec",
+    "reader",
+    "sort_keys",
+    "whole_number",
+]
 
 EQUALITY = ("eq", "ne", "in", "is_null")
 ORDERED = ("lt", "le", "gt", "ge")
@@ -70,8 +79,9 @@ _FALSE = frozenset({"false", "0", "no", "off"})
 _MAX_TEMPORAL = 40
 
 
-class _Refused(ValueError):
-    """A value that cannot become a value of the field's type; the message describes the type only."""
+class Refused(ValueError):
+    """A value that cannot become a value of the field's type; the message says what the type takes
+    (`"an integer from -2**31 to 2**31 - 1"`), never the value, so it may be shown to a client."""
 
 
 def _declared(column: Any) -> Any:
@@ -88,7 +98,7 @@ def _int(raw: object, column: Any) -> int:
     if isinstance(raw, str) and re.fullmatch(_INT, raw.strip(), re.ASCII):
         raw = int(raw.strip())
     if not isinstance(raw, int) or isinstance(raw, bool) or not -(2 ** (bits - 1)) <= raw < 2 ** (bits - 1):
-        raise _Refused(f"an integer from -2**{bits - 1} to 2**{bits - 1} - 1")
+        raise Refused(f"an integer from -2**{bits - 1} to 2**{bits - 1} - 1")
     return raw
 
 
@@ -98,9 +108,9 @@ def _float(raw: object, column: Any) -> float:
     elif isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) <= 2**53:
         raw = float(raw)
     if not isinstance(raw, float) or raw != raw or raw in (float("inf"), float("-inf")):
-        raise _Refused("a finite number")
+        raise Refused("a finite number")
     if raw != 0.0 and not 1e-300 < abs(raw) < 1e300:
-        raise _Refused("a number between 1e-300 and 1e300 in size")
+        raise Refused("a number between 1e-300 and 1e300 in size")
     return raw
 
 
@@ -116,7 +126,7 @@ def _decimal(raw: object, column: Any) -> Decimal:
     elif isinstance(raw, Decimal) and raw.is_finite() and raw.adjusted() > -30:
         value = raw
     if value is None or abs(value) >= Decimal(10) ** digits:
-        raise _Refused(f"a decimal number with at most {digits} digits before the point")
+        raise Refused(f"a decimal number with at most {digits} digits before the point")
     return value
 
 
@@ -129,20 +139,20 @@ def _bool(raw: object, column: Any) -> bool:
             return True
         if text in _FALSE:
             return False
-    raise _Refused("true or false")
+    raise Refused("true or false")
 
 
-def _text(raw: object, column: Any, limit: int = 1000) -> str:
+def _text(raw: object, limit: int) -> str:
     if not isinstance(raw, str):
-        raise _Refused("a string")
+        raise Refused("a string")
     if len(raw) > limit:
-        raise _Refused(f"a string of at most {limit} characters")
+        raise Refused(f"a string of at most {limit} characters")
     if "\x00" in raw:
-        raise _Refused("a string without NUL characters")
+        raise Refused("a string without NUL characters")
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Refused("a string of valid Unicode characters") from None
+        raise Refused("a string of valid Unicode characters") from None
     return raw
 
 
@@ -152,15 +162,15 @@ def _temporal(kind: type[Any], parse: Callable[[str], Any], what: str) -> Callab
             try:
                 raw = parse(raw.strip())
             except ValueError:
-                raise _Refused(what) from None
+                raise Refused(what) from None
         if type(raw) is not kind:  # a datetime is a date too, but not a date column's value
-            raise _Refused(what)
+            raise Refused(what)
         if (
             isinstance(raw, datetime | time)
             and raw.tzinfo is not None
             and not getattr(column.type, "timezone", False)
         ):
-            raise _Refused(f"{what} without a time zone (the column has none)")
+            raise Refused(f"{what} without a time zone (the column has none)")
         return raw
 
     return convert
@@ -174,7 +184,7 @@ def _uuid(raw: object, column: Any) -> uuid.UUID:
             return uuid.UUID(raw.strip())
         except ValueError:
             pass
-    raise _Refused("a UUID")
+    raise Refused("a UUID")
 
 
 def _enum(kind: type[enum.Enum]) -> Callable[[object, Any], Any]:
@@ -185,7 +195,7 @@ def _enum(kind: type[enum.Enum]) -> Callable[[object, Any], Any]:
             member = kind.__members__.get(raw.strip())
             if member is not None:
                 return member
-        raise _Refused(f"one of {', '.join(kind.__members__)}")
+        raise Refused(f"one of {', '.join(kind.__members__)}")
 
     return convert
 
@@ -195,7 +205,6 @@ _CONVERTERS: dict[type[Any], Callable[[object, Any], Any]] = {
     int: _int,
     float: _float,
     Decimal: _decimal,
-    str: _text,
     datetime: _temporal(datetime, datetime.fromisoformat, "an ISO 8601 date and time"),
     date: _temporal(date, date.fromisoformat, "an ISO 8601 date"),
     time: _temporal(time, time.fromisoformat, "an ISO 8601 time"),
@@ -213,34 +222,79 @@ def python_type(column: Any) -> type[Any] | None:
     return kind if isinstance(kind, type) else None
 
 
-def _converter(kind: type[Any] | None) -> Callable[[object, Any], Any] | None:
+def reader(column: Any, max_length: int) -> Callable[[object], Any] | None:
+    """How input values become values of `column`'s type, or `None` when its type has none.
+
+    The function returned takes text (or a value already of the column's type) and returns the
+    column's value, or raises `Refused`. Its rules are the table under
+    "Filters from untrusted input" in docs/repositories.md: integers within the column type's range,
+    finite floats, plain decimals that fit the column's precision, `true`/`false`/`1`/`0`/`yes`/
+    `no`/`on`/`off`, ISO 8601 dates and times (a time zone only where the column has one), UUIDs,
+    an enum's member names, and strings of at most `max_length` characters without NUL. The type is
+    the column's `python_type` exactly: a subclass of `str` or `int` is not read as its base.
+    """
+    kind = python_type(column)
     if kind is None:
         return None
-    if issubclass(kind, enum.Enum):
-        return _enum(kind)
-    return _CONVERTERS.get(kind)
+    if kind is str:
+        return lambda raw: _text(raw, max_length)
+    convert = _enum(kind) if issubclass(kind, enum.Enum) else _CONVERTERS.get(kind)
+    if convert is None:
+        return None
+    return lambda raw: convert(raw, column)
+
+
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """`text` as an int from `low` to `high`, or `None`: ASCII digits (at most 19) with an optional
+    sign, spaces around them ignored. The rule for `limit` and `offset` in a query string."""
+    text = text.strip()
+    if not re.fullmatch(_INT, text, re.ASCII) or not low <= int(text) <= high:
+        return None
+    return int(text)
+
+
+def sort_keys(
+    value: str,
+    sortable: Collection[str],
+    *,
+    unknown: Callable[[str], Exception],
+    repeated: Callable[[str], Exception],
+) -> tuple[str, ...]:
+    """The sort keys of a comma-separated `sort` value (`"-name,id"`), each a field in `sortable`
+    with `-` before it for descending order, spaces around a key ignored.
+
+    Raises:
+        Exception: `unknown(key)` for a key whose field is not in `sortable` (an empty key
+            included), `repeated(key)` for a field named twice; the caller words the refusal.
+    """
+    keys: list[str] = []
+    seen: set[str] = set()
+    for item in value.split(","):
+        key = item.strip()
+        name = key.removeprefix("-")
+        if name not in sortable:
+            raise unknown(key)
+        if name in seen:
+            raise repeated(key)
+        seen.add(name)
+        keys.append(key)
+    return tuple(keys)
 
 
 # -- the declaration ---------------------------------------------------------------------------
 
 
 class _Field:
-    """A declared filterable field: its attribute, its column, how values become its type, its operators."""
+    """A declared filterable field: its attribute, how values become its type, its operators."""
 
-    __slots__ = ("attribute", "column", "convert", "name", "operators")
+    __slots__ = ("attribute", "convert", "name", "operators")
 
     def __init__(
-        self,
-        name: str,
-        attribute: Any,
-        column: Any,
-        convert: Callable[[object, Any], Any],
-        operators: frozenset[str],
+        self, name: str, attribute: Any, convert: Callable[[object], Any], operators: frozenset[str]
     ) -> None:
         self.name: str = name
         self.attribute: Any = attribute
-        self.column: Any = column
-        self.convert: Callable[[object, Any], Any] = convert
+        self.convert: Callable[[object], Any] = convert
         self.operators: frozenset[str] = operators
 
 
@@ -280,7 +334,7 @@ class QuerySpec:
         prop = info.mapper.get_property(name)
         column = prop.columns[0]
         kind = python_type(column)
-        convert = _converter(kind)
+        convert = reader(column, self.max_length)
         if convert is None:
             raise InvalidFieldError(
                 info.cls,
@@ -304,7 +358,7 @@ class QuerySpec:
                         f"its type does not take; it takes {', '.join(o for o in OPERATORS if o in possible)}"
                     )
             allowed = frozenset(listed)
-        return _Field(name, info.columns[name], column, convert, allowed)
+        return _Field(name, info.columns[name], convert, allowed)
 
     # -- parsing ----------------------------------------------------------------------------------
 
@@ -338,9 +392,9 @@ class QuerySpec:
                     raise self._refuse(name, "'in' takes a list of values")
                 if not values or len(values) > self.max_in:
                     raise self._refuse(name, f"'in' takes from 1 to {self.max_in} values")
-                return attribute.in_([self._value(field, item) for item in values])  # type: ignore[no-any-return]
-            converted = self._value(field, value)
-        except _Refused as refused:
+                return attribute.in_([field.convert(item) for item in values])  # type: ignore[no-any-return]
+            converted = field.convert(value)
+        except Refused as refused:
             raise self._refuse(name, f"the value given for {operator!r} is not {refused}") from None
         if operator == "eq":
             return attribute == converted  # type: ignore[no-any-return]
@@ -357,11 +411,6 @@ class QuerySpec:
         if operator == "startswith":
             return attribute.startswith(converted, autoescape=True)  # type: ignore[no-any-return]
         return attribute.contains(converted, autoescape=True)  # type: ignore[no-any-return]
-
-    def _value(self, field: _Field, raw: object) -> Any:
-        if field.convert is _text:
-            return _text(raw, field.column, self.max_length)
-        return field.convert(raw, field.column)
 
     def conditions(self, filters: Iterable[tuple[str, str, object]]) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
@@ -417,30 +466,24 @@ class QuerySpec:
         )
 
     def _sort(self, value: str) -> tuple[str, ...]:
-        keys: list[str] = []
-        seen: set[str] = set()
-        for item in value.split(","):
-            key = item.strip()
-            name = key[1:] if key.startswith("-") else key
-            if name not in self.sortable:
-                raise InvalidFieldError(
-                    self.info.cls,
-                    key,
-                    reason=f"is not sortable from input (not in {self.owner.__name__}.sortable)",
-                )
-            if name in seen:
-                raise self._refuse(key, "sorted by more than once")
-            seen.add(name)
-            keys.append(key)
-        return tuple(keys)
+        return sort_keys(
+            value,
+            self.sortable,
+            unknown=lambda key: InvalidFieldError(
+                self.info.cls,
+                key,
+                reason=f"is not sortable from input (not in {self.owner.__name__}.sortable)",
+            ),
+            repeated=lambda key: self._refuse(key, "sorted by more than once"),
+        )
 
     def _limit(self, value: str) -> int:
-        text = value.strip()
-        if not re.fullmatch(_INT, text, re.ASCII) or not 1 <= int(text) <= self.max_limit:
+        limit = whole_number(value, 1, self.max_limit)
+        if limit is None:
             raise InvalidArgumentError(
                 f"limit for {self.info.name} must be a whole number from 1 to {self.max_limit}"
             )
-        return int(text)
+        return limit
 
 
 def _positive(owner: type[Any], name: str) -> int:

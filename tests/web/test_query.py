@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import enum
 import uuid
 from typing import Any
 
@@ -20,6 +21,11 @@ class Base(DeclarativeBase):
     pass
 
 
+class Size(enum.Enum):
+    small = "S"
+    large = "L"
+
+
 class Order(Base):
     """Columns of every type a query string can be read as, and one it cannot."""
 
@@ -33,6 +39,7 @@ class Order(Base):
     weight: Mapped[float]
     paid: Mapped[bool]
     note: Mapped[str] = mapped_column(String(40))
+    size: Mapped[Size]
     extra: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
@@ -64,7 +71,10 @@ def test_the_arguments_are_those_of_list() -> None:
         ("weight", "0.5", 0.5),
         ("paid", "true", True),
         ("paid", "0", False),
+        ("paid", "yes", True),
+        ("paid", "Off", False),
         ("note", "gift", "gift"),
+        ("size", "large", Size.large),
     ],
 )
 def test_a_filter_value_is_converted_to_its_column_type(field: str, text: str, value: object) -> None:
@@ -82,6 +92,16 @@ def test_a_filter_value_is_converted_to_its_column_type(field: str, text: str, v
         ("total", "NaN"),
         ("weight", "inf"),
         ("paid", "maybe"),
+        ("id", str(2**31)),
+        ("id", "1_000"),
+        ("id", "\u0661\u0662"),
+        ("weight", "1e-320"),
+        ("total", "1e5"),
+        ("total", "123456789"),
+        ("placed", "2024-05-01T10:30:00+02:00"),
+        ("note", "a\x00b"),
+        ("note", "x" * 1001),
+        ("size", "L"),
     ],
 )
 def test_a_value_its_column_cannot_take_is_refused_without_echoing_it(field: str, text: str) -> None:
@@ -90,6 +110,33 @@ def test_a_value_its_column_cannot_take_is_refused_without_echoing_it(field: str
 
     assert repr(field) in str(caught.value)
     assert text not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "takes"),
+    [
+        ("id", str(2**31), "an integer from -2**31 to 2**31 - 1"),
+        ("total", "123456789", "a decimal number with at most 8 digits before the point"),
+        (
+            "placed",
+            "2024-05-01T10:30:00Z",
+            "an ISO 8601 date and time without a time zone (the column has none)",
+        ),
+        ("size", "medium", "one of small, large"),
+    ],
+)
+def test_a_refusal_says_what_the_column_takes_as_a_repository_filter_does(
+    field: str, text: str, takes: str
+) -> None:
+    """One rule for a value from input: `parse_list_query()` reads it as `Repository.parse_query()` does."""
+    with pytest.raises(InvalidQueryError) as caught:
+        parse({field: text})
+
+    assert str(caught.value) == f"the query parameter {field!r} must be {takes}"
+
+
+def test_limit_and_offset_are_whole_numbers_with_a_sign_or_spaces_as_a_repositorys_limit() -> None:
+    assert (parse({"limit": "+5", "offset": " 7 "}).limit, parse({"offset": "-0"}).offset) == (5, 0)
 
 
 def test_a_column_whose_type_has_no_text_form_is_no_filter_by_default() -> None:

@@ -2,24 +2,22 @@
 
 A small, strict parser over the model's mapped columns, with no web framework: every parameter is
 checked against the fields the application allows, every value converted to its column's Python
-type, and anything else refused as an [`InvalidQueryError`][uow.web.InvalidQueryError] (a 400) that
+type by the rules of a repository's `parse_query()` (one set of rules, in `uow._filters`), and
+anything else refused as an [`InvalidQueryError`][uow.web.InvalidQueryError] (a 400) that
 names the parameter, never its value. The result is keyword arguments for `Repository.list()`.
 """
 
 from __future__ import annotations
 
-import datetime
-import decimal
-import math
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect
-from sqlalchemy.orm import ColumnProperty, Mapper
+from sqlalchemy.orm import Mapper
 
-from uow import InvalidArgumentError
+from uow import InvalidArgumentError, Repository
+from uow._filters import Refused, reader, sort_keys, whole_number
 from uow.web._http import InvalidQueryError
 
 __all__ = ["RESERVED", "ListQuery", "parse_list_query"]
@@ -29,69 +27,6 @@ MAX_INT64 = 2**63 - 1
 
 RESERVED = frozenset({"sort", "limit", "offset"})
 """The parameters that are never filters: `sort`, `limit` and `offset`."""
-
-_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
-
-
-def _boolean(text: str) -> bool:
-    try:
-        return _BOOLEANS[text.lower()]
-    except KeyError:
-        raise ValueError(text) from None
-
-
-def _integer(text: str) -> int:
-    value = int(text)
-    if not -MAX_INT64 - 1 <= value <= MAX_INT64:
-        raise ValueError(text)
-    return value
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(text)
-    return value
-
-
-def _decimal(text: str) -> decimal.Decimal:
-    try:
-        value = decimal.Decimal(text)
-    except decimal.InvalidOperation:
-        raise ValueError(text) from None
-    if not value.is_finite():
-        raise ValueError(text)
-    return value
-
-
-def _uuid(text: str) -> uuid.UUID:
-    return uuid.UUID(text)
-
-
-_CONVERTERS: dict[type[Any], tuple[Callable[[str], Any], str]] = {
-    str: (str, "text"),
-    bool: (_boolean, "true, false, 1 or 0"),
-    int: (_integer, "an integer"),
-    float: (_finite, "a finite number"),
-    decimal.Decimal: (_decimal, "a finite decimal number"),
-    datetime.datetime: (datetime.datetime.fromisoformat, "an ISO 8601 date and time"),
-    datetime.date: (datetime.date.fromisoformat, "an ISO 8601 date"),
-    datetime.time: (datetime.time.fromisoformat, "an ISO 8601 time"),
-    uuid.UUID: (_uuid, "a UUID"),
-}
-
-
-def _converter(prop: ColumnProperty[Any]) -> tuple[Callable[[str], Any], str] | None:
-    """How to read a query-string value for this column, or `None` when its type is not supported."""
-    try:
-        python_type = prop.columns[0].type.python_type
-    except NotImplementedError:
-        return None
-    for cls in python_type.__mro__:  # bool before int, datetime before date
-        converter = _CONVERTERS.get(cls)
-        if converter is not None:
-            return converter
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +53,10 @@ class ListQuery:
 
 
 def _count(name: str, text: str, low: int, high: int) -> int:
-    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+    value = whole_number(text, low, high)
+    if value is None:
         raise InvalidQueryError(f"the query parameter {name!r} must be an integer from {low} to {high}")
-    return int(text)
+    return value
 
 
 def _shown(name: str) -> str:
@@ -144,8 +80,12 @@ def parse_list_query(
     ordered by `name` descending then `id`, 20 of them after skipping 40. The rules:
 
     - A filter is a field in `filterable` (by default every mapped column whose type can be read
-      from a query string: text, numbers, booleans, dates and times, UUIDs); its value is converted
-      to the column's type. Each parameter may be given once.
+      from a query string: text, numbers, booleans, dates and times, UUIDs, enums); its value is
+      converted to the column's type by the rules of `Repository.parse_query()`: integers within
+      the column type's range, finite numbers, plain decimals that fit the column's precision,
+      `true`/`false`/`1`/`0`/`yes`/`no`/`on`/`off`, ISO 8601 (a time zone only where the column has
+      one), an enum member's name, text of at most `Repository.max_value_length` characters without
+      NUL. Each parameter may be given once.
     - `sort` is a comma-separated list of fields in `sortable` (by default every mapped column),
       `-` before a field for descending order. The primary key's fields are appended, so the order
       is total and pages are stable.
@@ -173,21 +113,23 @@ def parse_list_query(
         raise InvalidArgumentError(f"a list query needs a mapped class, got {model!r}")
     name_of_model = model.__name__
     columns = {prop.key: prop for prop in mapper.column_attrs}
-    converters = {name: _converter(prop) for name, prop in columns.items()}
+    readers = {name: reader(prop.columns[0], Repository.max_value_length) for name, prop in columns.items()}
     if filterable is None:
-        filters = {name: converter for name, converter in converters.items() if converter is not None}
+        filters: dict[str, Callable[[object], Any]] = {
+            name: read for name, read in readers.items() if read is not None
+        }
     else:
         filters = {}
         for name in filterable:
             if name not in columns:
                 raise InvalidArgumentError(f"{name_of_model} has no mapped column {name!r} to filter by")
-            converter = converters[name]
-            if converter is None:
+            read = readers[name]
+            if read is None:
                 raise InvalidArgumentError(
                     f"{name_of_model}.{name} cannot be filtered from a query string: its type has no "
                     "conversion from text"
                 )
-            filters[name] = converter
+            filters[name] = read
     sorts = set(columns) if sortable is None else set(sortable)
     unknown = sorted(sorts - set(columns))
     if unknown:
@@ -217,11 +159,10 @@ def parse_list_query(
         elif name == "offset":
             offset = _count(name, text, 0, MAX_INT64)
         elif name in filters:
-            convert, expected = filters[name]
             try:
-                equals[name] = convert(text)
-            except ValueError:
-                raise InvalidQueryError(f"the query parameter {name!r} must be {expected}") from None
+                equals[name] = filters[name](text)
+            except Refused as refused:
+                raise InvalidQueryError(f"the query parameter {name!r} must be {refused}") from None
         else:
             allowed = ", ".join(sorted(filters)) or "none"
             raise InvalidQueryError(
@@ -236,17 +177,13 @@ def parse_list_query(
 
 
 def _sort_keys(text: str, sortable: set[str]) -> list[str]:
-    keys: list[str] = []
-    named: set[str] = set()
-    for item in text.split(","):
-        name = item.strip().removeprefix("-")
-        if name not in sortable:
-            allowed = ", ".join(sorted(sortable)) or "none"
-            raise InvalidQueryError(
-                f"the query parameter 'sort' names a field that cannot be sorted by; the fields are {allowed}"
-            )
-        if name in named:
-            raise InvalidQueryError("the query parameter 'sort' names a field more than once")
-        named.add(name)
-        keys.append(item.strip())
-    return keys
+    def unknown(key: str) -> InvalidQueryError:
+        allowed = ", ".join(sorted(sortable)) or "none"
+        return InvalidQueryError(
+            f"the query parameter 'sort' names a field that cannot be sorted by; the fields are {allowed}"
+        )
+
+    def repeated(key: str) -> InvalidQueryError:
+        return InvalidQueryError("the query parameter 'sort' names a field more than once")
+
+    return list(sort_keys(text, sortable, unknown=unknown, repeated=repeated))
