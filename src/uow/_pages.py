@@ -31,7 +31,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, func, literal, or_, tuple_
+from sqlalchemy import ColumnElement, Enum, Select, and_, func, literal, or_, tuple_
 from sqlalchemy.orm import Session
 
 from uow._errors import InvalidArgumentError, InvalidFieldError
@@ -178,6 +178,10 @@ class Keyset:
     """`columns` as one tuple expression (the single column for one key), compared with a boundary."""
     uniform: bool
     """Whether every key sorts in the same direction, so that one tuple comparison finds the rows beyond."""
+    native_enums: tuple[str, ...]
+    """The sort keys whose column is a native `ENUM` (MariaDB and MySQL cannot page by them)."""
+    model: str
+    """The model's name, for error messages."""
     integers: struct.Struct | None
     """A cursor payload's layout when every key column holds integers: a flag byte (2, or 3 when
     the boundary row is included) and each value as a signed 64-bit integer, big-endian."""
@@ -450,8 +454,14 @@ def _keyset(info: ModelInfo, order_by: object) -> Keyset:
         backward=tuple(c if d else c.desc() for c, d in zip(columns, descending, strict=True)),
         row=columns[0] if len(columns) == 1 else tuple_(*columns),
         uniform=len(set(descending)) == 1,
+        native_enums=tuple(name for name, _ in keys if _native_enum(info.column(name).type)),
+        model=info.name,
         integers=struct.Struct(">B" + "q" * len(keys)) if all(kind is int for kind in kinds) else None,
     )
+
+
+def _native_enum(column_type: object) -> bool:
+    return isinstance(column_type, Enum) and column_type.native_enum
 
 
 def _key_of(info: ModelInfo, item: object) -> tuple[str, bool]:
@@ -515,12 +525,23 @@ def plan_page(
 
 
 def read_page(session: Session, plan: PagePlan) -> Page[Any]:
-    """Run a page's statement and note its cursors' boundaries (in the greenlet, for async units)."""
+    """Run a page's statement and note its cursors' boundaries (in the greenlet, for async units).
+
+    Raises:
+        InvalidArgumentError: The order has a native `ENUM` key on MariaDB or MySQL, which sort it by
+            the declared order but compare it with text, so that pages would skip or repeat rows.
+    """
+    keys = plan.keyset
+    if keys.native_enums and session.get_bind(clause=plan.statement).dialect.name in ("mysql", "mariadb"):
+        raise InvalidArgumentError(
+            f"page() of {keys.model} cannot order by {keys.native_enums[0]!r} on MariaDB or MySQL: they "
+            "sort an ENUM column by its declared order but compare it with text, so pages would skip "
+            "or repeat rows; order by another field, or map the column with Enum(native_enum=False)"
+        )
     result = session.scalars(plan.statement)
     rows = list((result.unique() if plan.unique else result).all())
     more = len(rows) > plan.limit
     items = rows[: plan.limit]
-    keys = plan.keyset
     boundary = plan.boundary
     if plan.forward:
         following = keys.boundary(items[-1]) if more else None
