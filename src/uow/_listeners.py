@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.sql.ddl import ExecutableDDLElement
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.expression import RollbackToSavepointClause
 
 from uow._errors import StateError
@@ -279,9 +281,9 @@ def _on_begin(session: Session, transaction: SessionTransaction, connection: Con
     connection.info[_KEY] = weakref.ref(ledger)
     ledger.connections.append(connection)
     if connection.dialect.name in _MYSQL_DIALECTS:
-        # On the connection, not the session: statements sent through session.connection() count too.
-        if not event.contains(connection, "before_execute", _guard_connection):
-            event.listen(connection, "before_execute", _guard_connection)
+        engine = connection.engine
+        if engine not in _guarded_engines:
+            _guard_engine(engine)
         if not transaction.nested and ledger.options.read_only:
             connection.exec_driver_sql("SET TRANSACTION READ ONLY")
 
@@ -442,9 +444,6 @@ _IMPLICIT_COMMIT = frozenset(
 
 
 def _commits_implicitly(statement: Any) -> bool:
-    from sqlalchemy.sql.ddl import ExecutableDDLElement
-    from sqlalchemy.sql.elements import TextClause
-
     if isinstance(statement, ExecutableDDLElement):
         return True
     if not isinstance(statement, TextClause):
@@ -462,17 +461,30 @@ def _guard_statement(state: ORMExecuteState) -> None:
         raise read_only_refusal("a write statement sent through the session was")
 
 
+_guarded_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _guard_engine(engine: Engine) -> None:
+    """Have `_guard_connection` check the statements of a MySQL-family engine a unit has used."""
+    with _lock:
+        if engine not in _guarded_engines:
+            event.listen(engine, "before_execute", _guard_connection)
+            _guarded_engines.add(engine)
+
+
 def _guard_connection(connection: Connection, statement: Any, *_: Any) -> None:
     """Refuse, before it is sent, a statement for which MySQL or MariaDB would commit a unit's work.
 
-    Listens on each MySQL-family connection a unit's transaction uses, so statements sent through
-    the session and through `session.connection()` alike are checked (`exec_driver_sql()`, which
-    bypasses SQLAlchemy's statement events, is not). A connection that outlives the unit (a session
-    bound to the caller's `Connection`) is checked only while a unit's transaction uses it.
+    Listens on the engine, so statements sent through the session and through
+    `session.connection()` alike are checked (`exec_driver_sql()`, which bypasses SQLAlchemy's
+    statement events, is not); only connections that a unit's transaction is using are guarded, so
+    other work on the engine, and a caller's own `Connection` once the unit is done with it, are not.
+    Any other statement costs the engine two isinstance checks.
     """
-    ledger = _connection_ledger(connection)
-    if ledger is not None and connection in ledger.connections and _commits_implicitly(statement):
-        raise implicit_commit_refusal()
+    if _commits_implicitly(statement):
+        ledger = _connection_ledger(connection)
+        if ledger is not None and connection in ledger.connections:
+            raise implicit_commit_refusal()
 
 
 # -- what is left at the end --------------------------------------------------------------------
