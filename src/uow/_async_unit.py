@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from sqlalchemy import exc as sa_exc
 
 from uow._async_repository import AsyncRepository, CallGuard
-from uow._base import CLOSING, RECOVERING, AsyncAttempts, UnitBase, is_open, to_undo
+from uow._base import CLOSING, RECOVERING, AsyncAttempts, UnitBase, to_undo
 from uow._classify import translate
 from uow._listeners import Ledger, discard_connections, settle
 from uow._retry import Retry
@@ -198,7 +198,6 @@ class AsyncUnitOfWork(UnitBase):
             await session.run_sync(check_savepoints)
             nested = await session.begin_nested()
         scope = self._savepoint_scope()
-        scope.held = True
         ledger = self._ledger
         assert ledger is not None
         try:
@@ -211,9 +210,7 @@ class AsyncUnitOfWork(UnitBase):
                 )
                 self._failed(ledger, exc)
             raise
-        scope.held = False
-        transaction = nested.sync_transaction
-        if transaction is None or not is_open(session.sync_session, transaction):  # ended inside the block
+        if not self._releasing(scope, session.sync_session, nested.sync_transaction):
             return
         if scope.failed:
             self._defer()

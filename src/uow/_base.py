@@ -47,7 +47,6 @@ __all__ = [
     "Attempt",
     "Attempts",
     "UnitBase",
-    "is_open",
     "to_undo",
 ]
 
@@ -253,9 +252,20 @@ class UnitBase:
         (scope.on_rollback if rollback else scope.on_commit).append((fn, robust))
 
     def _savepoint_scope(self) -> Any:
+        """The scope of the savepoint a `savepoint()` block just began, held by the block until it ends."""
         ledger = self._ledger
         assert ledger is not None
-        return ledger.scope
+        scope = ledger.scope
+        scope.held = True
+        return scope
+
+    def _releasing(self, scope: Any, sync: Session, nested: SessionTransaction | None) -> bool:
+        """After a savepoint block ended normally: whether its savepoint is there to release.
+
+        It is gone if `unit.session.rollback()` ran inside the block; then nothing is released.
+        """
+        scope.held = False
+        return nested is not None and is_open(sync, nested)
 
     # -- hooks ----------------------------------------------------------------------------------
 

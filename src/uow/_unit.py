@@ -10,7 +10,7 @@ from typing import Any, Self, TypeVar, overload
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, SessionTransaction
 
-from uow._base import CLOSING, RECOVERING, Attempts, UnitBase, is_open, to_undo
+from uow._base import CLOSING, RECOVERING, Attempts, UnitBase, to_undo
 from uow._classify import translate
 from uow._listeners import Ledger, discard_connections, settle
 from uow._repository import Repository
@@ -216,7 +216,6 @@ class UnitOfWork(UnitBase):
         check_savepoints(session)
         nested = session.begin_nested()
         scope = self._savepoint_scope()
-        scope.held = True
         ledger = self._ledger
         assert ledger is not None
         try:
@@ -227,8 +226,7 @@ class UnitOfWork(UnitBase):
                 _cleanup(lambda _: _roll_back(session, nested), exc, exc, "rolling back the savepoint")
                 self._failed(ledger, exc)
             raise
-        scope.held = False
-        if not is_open(session, nested):  # ended inside the block: unit.session.rollback()
+        if not self._releasing(scope, session, nested):
             return
         if scope.failed:
             self._defer()
