@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy import URL, Engine, create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from uow import InvalidArgumentError, StateError, UnitOfWork, configure_sqlite
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: F401 (strings below)
 
     from uow import AsyncUnitOfWork
 
@@ -31,7 +31,11 @@ def _not_started(cls: str) -> StateError:
     )
 
 
-class _DatabaseBase:
+EngineT = TypeVar("EngineT")
+FactoryT = TypeVar("FactoryT")
+
+
+class _DatabaseBase(Generic[EngineT, FactoryT]):
     """What both flavours share: the URL, the options, and the state of the engine."""
 
     def __init__(
@@ -51,6 +55,31 @@ class _DatabaseBase:
         self.session_options: dict[str, Any] = dict(session_options or {})
         self.configure: Callable[[Any], object] | None = configure
         self.unit_options: dict[str, Any] = unit_options
+        self._engine: EngineT | None = None
+        self._sessions: FactoryT | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the engine exists: between `start()` and `dispose()`."""
+        return self._engine is not None
+
+    @property
+    def engine(self) -> EngineT:
+        """The engine. Raises [`StateError`][uow.StateError] before `start()` and after `dispose()`."""
+        if self._engine is None:
+            raise _not_started(type(self).__name__)
+        return self._engine
+
+    @property
+    def sessions(self) -> FactoryT:
+        """The session factory of the units. Raises [`StateError`][uow.StateError] when not started."""
+        if self._sessions is None:
+            raise _not_started(type(self).__name__)
+        return self._sessions
+
+    def _check_stopped(self) -> None:
+        if self._engine is not None:
+            raise StateError(f"{self!r} is started already; dispose() it before starting it again")
 
     def _setup(self, engine: Any) -> None:
         if self.url.get_backend_name() == "sqlite":
@@ -62,7 +91,7 @@ class _DatabaseBase:
         return f"<{type(self).__name__} {self.url.render_as_string(hide_password=True)}>"
 
 
-class Database(_DatabaseBase):
+class Database(_DatabaseBase[Engine, sessionmaker[Session]]):
     """A web application's engine, made at startup and disposed at shutdown, with sync units.
 
     ```python
@@ -107,27 +136,6 @@ class Database(_DatabaseBase):
             configure=configure,
             unit_options={"dispatch": dispatch, "isolation_level": isolation_level, "read_only": read_only},
         )
-        self._engine: Engine | None = None
-        self._sessions: sessionmaker[Session] | None = None
-
-    @property
-    def started(self) -> bool:
-        """Whether the engine exists: between `start()` and `dispose()`."""
-        return self._engine is not None
-
-    @property
-    def engine(self) -> Engine:
-        """The engine. Raises [`StateError`][uow.StateError] before `start()` and after `dispose()`."""
-        if self._engine is None:
-            raise _not_started(type(self).__name__)
-        return self._engine
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        """The session factory of the units. Raises [`StateError`][uow.StateError] when not started."""
-        if self._sessions is None:
-            raise _not_started(type(self).__name__)
-        return self._sessions
 
     def start(self) -> None:
         """Create the engine and the session factory. No connection is made until the first query.
@@ -135,8 +143,7 @@ class Database(_DatabaseBase):
         Raises:
             StateError: The database is started already.
         """
-        if self._engine is not None:
-            raise StateError(f"{self!r} is started already; dispose() it before starting it again")
+        self._check_stopped()
         engine = create_engine(self.url, **self.engine_options)
         try:
             self._setup(engine)
@@ -169,7 +176,8 @@ class Database(_DatabaseBase):
             self.dispose()
 
 
-class AsyncDatabase(_DatabaseBase):
+# The type arguments are strings: `uow.web` does not import SQLAlchemy's asyncio (nor greenlet).
+class AsyncDatabase(_DatabaseBase["AsyncEngine", "async_sessionmaker[AsyncSession]"]):
     """The async twin of [`Database`][uow.web.Database], with [`AsyncUnitOfWork`][uow.AsyncUnitOfWork]s.
 
     ```python
@@ -217,27 +225,6 @@ class AsyncDatabase(_DatabaseBase):
                 "read_only": read_only,
             },
         )
-        self._engine: AsyncEngine | None = None
-        self._sessions: async_sessionmaker[AsyncSession] | None = None
-
-    @property
-    def started(self) -> bool:
-        """Whether the engine exists: between `start()` and `dispose()`."""
-        return self._engine is not None
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """The engine. Raises [`StateError`][uow.StateError] before `start()` and after `dispose()`."""
-        if self._engine is None:
-            raise _not_started(type(self).__name__)
-        return self._engine
-
-    @property
-    def sessions(self) -> async_sessionmaker[AsyncSession]:
-        """The session factory of the units. Raises [`StateError`][uow.StateError] when not started."""
-        if self._sessions is None:
-            raise _not_started(type(self).__name__)
-        return self._sessions
 
     def start(self) -> None:
         """Create the engine and the session factory. No connection is made until the first query.
@@ -247,8 +234,7 @@ class AsyncDatabase(_DatabaseBase):
         """
         from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-        if self._engine is not None:
-            raise StateError(f"{self!r} is started already; dispose() it before starting it again")
+        self._check_stopped()
         engine = create_async_engine(self.url, **self.engine_options)
         try:
             self._setup(engine)
