@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 from uuid import UUID
 
 from uow._errors import UnitOfWorkError
@@ -70,3 +71,22 @@ class Publisher(Protocol):
     async def aclose(self) -> None:
         """Close the connection to the broker; publishing again opens a new one."""
         ...
+
+
+class ClosesOnExit:
+    """`async with publisher:` hands the publisher out and closes its broker connection at the end."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection to the broker; publishing again opens a new one."""
+        raise NotImplementedError

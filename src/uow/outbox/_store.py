@@ -208,17 +208,24 @@ def _envelopes(rows: Sequence[Any]) -> tuple[list[int], list[Envelope]]:
 # -- drivers ----------------------------------------------------------------------------------------
 
 
-class SyncStore:
-    """The relay's reads and writes on a sync `Engine`; each call blocks while it runs."""
+class _Statements:
+    """What both stores prepare once: the relay's statements, and how claims lock rows."""
 
-    def __init__(self, engine: Engine, table: Table, batch_size: int) -> None:
-        self.engine = engine
+    def __init__(self, dialect: str, table: Table, batch_size: int) -> None:
         self.table = table
-        self.lock = locks_rows(engine.dialect.name)
+        self.lock = locks_rows(dialect)
         self._claim = _claim_statement(table, batch_size, self.lock)
         self._sent = _sent_statement(table)
         self._failed = _failed_statement(table)
-        self._isolation = {"isolation_level": "READ COMMITTED"} if engine.dialect.name in _MYSQL else {}
+        self._isolation = {"isolation_level": "READ COMMITTED"} if dialect in _MYSQL else {}
+
+
+class SyncStore(_Statements):
+    """The relay's reads and writes on a sync `Engine`; each call blocks while it runs."""
+
+    def __init__(self, engine: Engine, table: Table, batch_size: int) -> None:
+        super().__init__(engine.dialect.name, table, batch_size)
+        self.engine = engine
 
     async def claim(self, at: datetime) -> Claimed:
         if not self.lock:
@@ -260,17 +267,12 @@ class SyncStore:
             claimed.connection.close()
 
 
-class AsyncStore:
+class AsyncStore(_Statements):
     """The relay's reads and writes on an `AsyncEngine`."""
 
     def __init__(self, engine: AsyncEngine, table: Table, batch_size: int) -> None:
+        super().__init__(engine.dialect.name, table, batch_size)
         self.engine = engine
-        self.table = table
-        self.lock = locks_rows(engine.dialect.name)
-        self._claim = _claim_statement(table, batch_size, self.lock)
-        self._sent = _sent_statement(table)
-        self._failed = _failed_statement(table)
-        self._isolation = {"isolation_level": "READ COMMITTED"} if engine.dialect.name in _MYSQL else {}
 
     async def claim(self, at: datetime) -> Claimed:
         if not self.lock:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from uow._errors import InvalidArgumentError
-from uow.outbox._publisher import Envelope, PublishError, PublisherUnavailableError
+from uow.outbox._publisher import ClosesOnExit, Envelope, PublishError, PublisherUnavailableError
 
 __all__ = ["ID_HEADER", "KEY_HEADER", "NatsPublisher", "envelope_of", "message_id"]
 
@@ -34,7 +33,7 @@ KEY_HEADER = "Uow-Key"
 """The header that carries the message's key, when it has one."""
 
 
-class NatsPublisher:
+class NatsPublisher(ClosesOnExit):
     """A [`Publisher`][uow.outbox.Publisher] to NATS JetStream.
 
     ```python
@@ -81,17 +80,6 @@ class NatsPublisher:
         self._owned = client is None
         self._jetstream: JetStreamContext | None = None
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> NatsPublisher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _context(self) -> JetStreamContext:
         async with self._lock:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC
-from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 from aio_pika.connection import make_url
 
 from uow._errors import InvalidArgumentError
-from uow.outbox._publisher import Envelope, PublishError, PublisherUnavailableError
+from uow.outbox._publisher import ClosesOnExit, Envelope, PublishError, PublisherUnavailableError
 
 __all__ = ["KEY_HEADER", "RabbitMQPublisher", "envelope_of", "message_id"]
 
@@ -30,7 +29,7 @@ KEY_HEADER = "uow-key"
 """The header that carries the message's key, when it has one."""
 
 
-class RabbitMQPublisher:
+class RabbitMQPublisher(ClosesOnExit):
     """A [`Publisher`][uow.outbox.Publisher] to RabbitMQ, with publisher confirms.
 
     ```python
@@ -83,17 +82,6 @@ class RabbitMQPublisher:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> RabbitMQPublisher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _ready(self) -> AbstractExchange:
         async with self._lock:

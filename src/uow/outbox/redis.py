@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +18,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 
 from uow._errors import InvalidArgumentError
-from uow.outbox._publisher import Envelope, PublishError, PublisherUnavailableError
+from uow.outbox._publisher import ClosesOnExit, Envelope, PublishError, PublisherUnavailableError
 
 __all__ = ["RedisStreamsPublisher", "envelope_of", "message_id"]
 
@@ -34,7 +33,7 @@ return redis.call('XADD', unpack(args))
 """
 
 
-class RedisStreamsPublisher:
+class RedisStreamsPublisher(ClosesOnExit):
     """A [`Publisher`][uow.outbox.Publisher] to Redis Streams.
 
     ```python
@@ -79,17 +78,6 @@ class RedisStreamsPublisher:
         self.dedup_prefix: str = dedup_prefix
         self._client = client
         self._owned = client is None
-
-    async def __aenter__(self) -> RedisStreamsPublisher:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def _redis(self) -> Redis:
         if self._client is None:
